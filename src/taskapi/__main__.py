@@ -1,0 +1,3 @@
+from taskapi.cli import main
+
+main()

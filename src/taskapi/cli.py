@@ -1,0 +1,69 @@
+"""`taskapi serve | migrate`: the one entry point operators use."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from taskapi.core import migrations
+from taskapi.core.config import Settings, describe_settings_error, get_settings
+from taskapi.core.logging import configure_logging
+
+GRACEFUL_SHUTDOWN_SECONDS = 30
+EXIT_CONFIG_ERROR = 2
+
+
+def _load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as error:
+        for line in describe_settings_error(error):
+            sys.stderr.write(f"taskapi: configuration error: {line}\n")
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
+
+
+def serve(settings: Settings) -> None:
+    migrations.upgrade(settings)
+    uvicorn.run(
+        "taskapi.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def migrate(settings: Settings, action: str, revision: str | None) -> None:
+    if action == "upgrade":
+        migrations.upgrade(settings, revision or "head")
+    elif action == "downgrade":
+        migrations.downgrade(settings, revision or "-1")
+    else:
+        migrations.current(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="taskapi", description="Task management REST API")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="apply pending migrations, then serve HTTP")
+    migrate_parser = commands.add_parser("migrate", help="change or show the schema version")
+    migrate_parser.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    migrate_parser.add_argument("revision", nargs="?", help="target (default: head / -1)")
+    args = parser.parse_args(argv)
+
+    settings = _load_settings()
+    configure_logging(settings)
+    if args.command == "serve":
+        serve(settings)
+    else:
+        migrate(settings, args.action, args.revision)

@@ -1,0 +1,70 @@
+"""Annotated dependency aliases that routers declare: SessionDep, CurrentUser, ActiveUser."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.auth.models import User
+from taskapi.core.config import Settings
+from taskapi.core.db import session_per_request
+from taskapi.core.errors import EmailNotVerified, Unauthorized
+from taskapi.core.security import InvalidToken, PasswordHasher, decode_access_token
+
+
+def get_settings_from_app(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_password_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.password_hasher
+    return hasher
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_from_app)]
+SessionDep = Annotated[AsyncSession, Depends(session_per_request, scope="function")]
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+
+# auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+
+
+async def get_current_user(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    if not token:
+        raise Unauthorized("Not authenticated")
+    try:
+        claims = decode_access_token(settings=settings, token=token)
+    except InvalidToken as error:
+        raise Unauthorized() from error
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise Unauthorized()
+    if (
+        user.tokens_valid_after is not None
+        and claims.issued_at < user.tokens_valid_after.timestamp()
+    ):
+        raise Unauthorized("Token has been revoked")
+    request.state.user_id = str(user.id)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_active_user(user: CurrentUser, settings: SettingsDep) -> User:
+    """Task and category routes: an unverified account may sign in but not work yet."""
+    if settings.require_email_verification and not user.is_active:
+        raise EmailNotVerified("Verify your email address before using this endpoint.")
+    return user
+
+
+ActiveUser = Annotated[User, Depends(get_active_user)]

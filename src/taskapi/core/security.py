@@ -1,0 +1,151 @@
+"""Password hashing (argon2id, off the event loop) and token primitives (JWT, opaque)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from taskapi.core.config import Settings
+
+ARGON2_MEMORY_KIB = 19 * 1024
+ARGON2_TIME_COST = 2
+ARGON2_PARALLELISM = 1
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
+REQUIRED_CLAIMS = ["sub", "email", "iat", "exp", "jti", "type", "iss", "aud"]
+
+
+class InvalidToken(Exception):
+    """Any reason a bearer token is not acceptable; callers answer 401 without details."""
+
+
+class PasswordHasher:
+    """argon2id in a bounded thread pool: argon2-cffi drops the GIL, so hashes run in
+    parallel on every core while the event loop keeps serving."""
+
+    def __init__(self, *, max_workers: int | None = None) -> None:
+        self._hash = PasswordHash(
+            (
+                Argon2Hasher(
+                    memory_cost=ARGON2_MEMORY_KIB,
+                    time_cost=ARGON2_TIME_COST,
+                    parallelism=ARGON2_PARALLELISM,
+                ),
+            )
+        )
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers or os.cpu_count() or 2, thread_name_prefix="argon2"
+        )
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._hash.hash, password)
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._hash.verify, password, password_hash
+        )
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend one real verification so an unknown email costs what a known one does."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        await self.verify(password, self._dummy_hash)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    email: str
+    issued_at: float
+    token_id: str
+
+
+def create_access_token(*, settings: Settings, user_id: uuid.UUID, email: str) -> str:
+    now = time.time()
+    payload = {
+        "sub": str(user_id),
+        "email": email,
+        # Fractional seconds: logout-all must reject a token issued earlier in the same second.
+        "iat": round(now, 6),
+        "exp": int(now + settings.access_token_expire_minutes * 60),
+        "jti": uuid.uuid4().hex,
+        "type": ACCESS_TOKEN_TYPE,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+    }
+    return jwt.encode(payload, settings.secret_key, algorithm=settings.jwt_algorithm)
+
+
+def decode_access_token(*, settings: Settings, token: str) -> AccessClaims:
+    keys = [settings.secret_key]
+    if settings.jwt_secret_key_prev:
+        keys.append(settings.jwt_secret_key_prev)
+    for key in keys:
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[settings.jwt_algorithm],
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from error
+        return _claims(payload)
+    raise InvalidToken("signature verification failed")
+
+
+def _claims(payload: dict[str, object]) -> AccessClaims:
+    if payload.get("type") != ACCESS_TOKEN_TYPE:
+        raise InvalidToken("not an access token")
+    subject, email, issued_at, token_id = (
+        payload["sub"],
+        payload["email"],
+        payload["iat"],
+        payload["jti"],
+    )
+    if not (
+        isinstance(subject, str)
+        and isinstance(email, str)
+        and isinstance(issued_at, int | float)
+        and isinstance(token_id, str)
+    ):
+        raise InvalidToken("malformed claims")
+    try:
+        user_id = uuid.UUID(subject)
+    except ValueError as error:
+        raise InvalidToken("malformed subject") from error
+    return AccessClaims(user_id=user_id, email=email, issued_at=float(issued_at), token_id=token_id)
+
+
+def new_opaque_token() -> str:
+    """Refresh, verification and reset tokens: 256 random bits as 64 hex characters."""
+    return secrets.token_hex(32)
+
+
+def hash_token(token: str) -> str:
+    """Tokens are high-entropy, so a fast unsalted SHA-256 is the right storage hash."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def expires_in(delta: timedelta) -> datetime:
+    return datetime.now(UTC) + delta

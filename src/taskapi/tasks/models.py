@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Column, Enum, ForeignKey, Index, String, Table, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from taskapi.core.models import Base, Timestamps, UUIDPrimaryKey
+
+if TYPE_CHECKING:
+    from taskapi.categories.models import Category
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+class TaskPriority(enum.StrEnum):
+    """Declared in ordinal order: PostgreSQL sorts a native enum by declaration."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+def _enum_values(enum_class: type[enum.StrEnum]) -> list[str]:
+    return [member.value for member in enum_class]
+
+
+task_status_type = Enum(TaskStatus, name="task_status", values_callable=_enum_values)
+task_priority_type = Enum(TaskPriority, name="task_priority", values_callable=_enum_values)
+
+task_categories = Table(
+    "task_categories",
+    Base.metadata,
+    Column("task_id", ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
+)
+
+
+class Task(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_user_id_deleted_at", "user_id", "deleted_at"),
+        Index("ix_tasks_user_id_status", "user_id", "status"),
+        Index("ix_tasks_user_id_priority", "user_id", "priority"),
+        Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
+        Index("ix_tasks_user_id_created_at", "user_id", "created_at", "id"),
+        Index("ix_tasks_user_id_updated_at", "user_id", "updated_at"),
+        Index("ix_tasks_user_id_title", "user_id", "title"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[TaskStatus] = mapped_column(
+        task_status_type, default=TaskStatus.PENDING, server_default=TaskStatus.PENDING.value
+    )
+    priority: Mapped[TaskPriority] = mapped_column(
+        task_priority_type, default=TaskPriority.MEDIUM, server_default=TaskPriority.MEDIUM.value
+    )
+    due_date: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
+    version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+
+    categories: Mapped[list[Category]] = relationship(
+        secondary=task_categories, lazy="raise", order_by="Category.name"
+    )

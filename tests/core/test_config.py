@@ -1,0 +1,109 @@
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from taskapi.core.config import Settings, describe_settings_error
+
+SECRET = "x" * 32
+
+
+def settings_error_lines(**values: object) -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, **values)
+    return describe_settings_error(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"jwt_secret_key": "short"}, "JWT_SECRET_KEY: must be at least 32 characters"),
+        ({"jwt_secret_key_prev": "short"}, "JWT_SECRET_KEY_PREV: must be at least 32 characters"),
+        ({"access_token_expire_minutes": 0}, "ACCESS_TOKEN_EXPIRE_MINUTES: Input should be"),
+        ({"access_token_expire_minutes": 1441}, "ACCESS_TOKEN_EXPIRE_MINUTES: Input should be"),
+        ({"refresh_token_expire_days": 31}, "REFRESH_TOKEN_EXPIRE_DAYS: Input should be"),
+        ({"refresh_token_expire_days": 0}, "REFRESH_TOKEN_EXPIRE_DAYS: Input should be"),
+        ({"email_backend": "carrier-pigeon"}, "EMAIL_BACKEND: Input should be 'console' or 'smtp'"),
+        ({"database_url": "mysql://x"}, "DATABASE_URL: must start with sqlite+aiosqlite://"),
+        ({"redis_url": "http://x"}, "REDIS_URL: must start with redis://"),
+        ({"app_env": "staging"}, "APP_ENV: Input should be"),
+        ({"cors_origins": "*"}, "CORS_ORIGINS: must list explicit origins"),
+        ({"frontend_url": "ftp://x"}, "FRONTEND_URL: must start with http://"),
+        ({"port": 70000}, "PORT: Input should be"),
+        ({"workers": 0}, "WORKERS: Input should be"),
+        ({"log_level": "chatty"}, "LOG_LEVEL: Input should be"),
+        ({"app_env": "production"}, "JWT_SECRET_KEY: required when APP_ENV=production"),
+    ],
+)
+def test_bad_value_names_variable_and_rule(values: dict[str, object], expected: str) -> None:
+    values = {"app_env": "test", **values}
+    lines = settings_error_lines(**values)
+    assert len(lines) == 1
+    assert lines[0].startswith(expected)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    settings = Settings(_env_file=None, app_env="test")
+    assert settings.database_url == "sqlite+aiosqlite:///./taskapi.db"
+    assert settings.redis_url is None
+    assert settings.access_token_expire_minutes == 15
+    assert settings.refresh_token_expire_days == 7
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.enable_rate_limiting is True
+    assert settings.require_email_verification is True
+    assert settings.frontend_url == "http://localhost:8000"
+
+
+def test_comma_separated_lists_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1")
+    settings = Settings(_env_file=None, app_env="test")
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.trusted_proxies == ["10.0.0.1"]
+
+
+def test_production_accepts_a_long_secret() -> None:
+    settings = Settings(_env_file=None, app_env="production", jwt_secret_key=SECRET)
+    assert settings.secret_key == SECRET
+
+
+def test_development_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    first = Settings(_env_file=None, app_env="development", database_url=url)
+    secret_file = tmp_path / "app.db.jwt-secret"
+    assert secret_file.exists()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert len(first.secret_key) >= 32
+    second = Settings(_env_file=None, app_env="development", database_url=url)
+    assert second.secret_key == first.secret_key
+
+
+def test_cli_reports_bad_configuration_in_one_line_without_traceback(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "APP_ENV": "production",
+        "ACCESS_TOKEN_EXPIRE_MINUTES": "5000",
+        "JWT_SECRET_KEY": SECRET,
+    }
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "taskapi", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "taskapi: configuration error: ACCESS_TOKEN_EXPIRE_MINUTES: "
+        "Input should be less than or equal to 1440"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "taskapi.db").exists()

@@ -1,0 +1,112 @@
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+from structlog.testing import capture_logs
+
+from taskapi.core.errors import Conflict
+from tests.conftest import make_client
+
+probe = APIRouter(prefix="/api/v1/probe")
+
+
+class ProbeBody(BaseModel):
+    name: str = Field(min_length=3)
+    count: int
+
+
+@probe.post("")
+async def echo(body: ProbeBody) -> ProbeBody:
+    return body
+
+
+@probe.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("secret internals: password=hunter2")
+
+
+@probe.get("/conflict")
+async def conflict() -> None:
+    raise Conflict("Already there.", extra={"current_version": 3})
+
+
+@pytest.fixture
+async def probe_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    app.include_router(probe)
+    async with make_client(app) as http:
+        yield http
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert isinstance(body["title"], str)
+    assert isinstance(body["detail"], str)
+    assert str(body["type"]).endswith(code.replace("_", "-"))
+    return body
+
+
+async def test_validation_error_is_400_with_field_errors(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.post("/api/v1/probe", json={"name": "ab", "count": "many"})
+    body = assert_problem(response, 400, "validation_error")
+    fields = {error["field"] for error in body["errors"]}  # type: ignore[attr-defined]
+    assert fields == {"name", "count"}
+
+
+async def test_missing_body_is_400(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.post("/api/v1/probe")
+    body = assert_problem(response, 400, "validation_error")
+    assert body["errors"] == [{"field": "body", "message": "Field required"}]
+
+
+async def test_malformed_json_is_400(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.post(
+        "/api/v1/probe", content=b'{"name": "abc",', headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 400, "invalid_json")
+
+
+async def test_unknown_fields_are_ignored(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.post(
+        "/api/v1/probe", json={"name": "abc", "count": 1, "admin": True}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"name": "abc", "count": 1}
+
+
+async def test_unknown_route_is_404(probe_client: httpx.AsyncClient) -> None:
+    assert_problem(await probe_client.get("/api/v1/nothing-here"), 404, "not_found")
+
+
+async def test_wrong_method_is_405_with_allow(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.delete("/api/v1/probe")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+
+
+async def test_domain_error_carries_extra_members(probe_client: httpx.AsyncClient) -> None:
+    body = assert_problem(await probe_client.get("/api/v1/probe/conflict"), 409, "conflict")
+    assert body["current_version"] == 3
+    assert body["detail"] == "Already there."
+
+
+async def test_unexpected_error_is_generic_500_with_headers(
+    probe_client: httpx.AsyncClient,
+) -> None:
+    with capture_logs() as logs:
+        response = await probe_client.get("/api/v1/probe/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "hunter2" not in response.text
+    assert body["detail"] == "An unexpected error occurred."
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    errors = [entry for entry in logs if entry["event"] == "unhandled_error"]
+    assert len(errors) == 1
+    assert errors[0]["exc_info"] is True
+    assert errors[0]["path"] == "/api/v1/probe/boom"
