@@ -90,7 +90,7 @@ def test_cli_reports_bad_configuration_in_one_line_without_traceback(tmp_path: P
         "ACCESS_TOKEN_EXPIRE_MINUTES": "5000",
         "JWT_SECRET_KEY": SECRET,
     }
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "taskapi", "serve"],
         env=env,
         cwd=tmp_path,
