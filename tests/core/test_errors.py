@@ -110,3 +110,17 @@ async def test_unexpected_error_is_generic_500_with_headers(
     assert len(errors) == 1
     assert errors[0]["exc_info"] is True
     assert errors[0]["path"] == "/api/v1/probe/boom"
+
+
+async def test_openapi_documents_problem_json_and_400_not_422(
+    probe_client: httpx.AsyncClient,
+) -> None:
+    document = (await probe_client.get("/openapi.json")).json()
+    responses = document["paths"]["/api/v1/probe"]["post"]["responses"]
+    assert "422" not in responses
+    assert responses["400"]["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code", "request_id"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]

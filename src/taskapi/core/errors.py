@@ -6,13 +6,15 @@ router ever builds an HTTP answer itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -76,6 +78,73 @@ class PreconditionRequired(AppError):
 class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """The documented shape of every error body (RFC 9457 plus our members)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "https://taskapi.dev/problems/not-found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "Task not found.",
+                "code": "not_found",
+                "request_id": "5f0c6c8e0d6c4a47b6a8f0d2f6c3e9a1",
+            }
+        },
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each error status it can answer, as problem+json."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _openapi_with_problem_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Routes refer to `Problem` by $ref; put its schema into the document's components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            definitions = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(definitions.pop("$defs", {}))
+            components["Problem"] = definitions
+            _document_validation_as_400(schema)
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
 
 
 def problem_response(
@@ -199,7 +268,17 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+def _document_validation_as_400(schema: dict[str, Any]) -> None:
+    """FastAPI documents its own 422; this API answers validation errors with a 400 problem."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", problem_responses(400)[400])
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.openapi = _openapi_with_problem_schema(app)  # type: ignore[method-assign]
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
