@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from taskapi.core.config import Settings
+from taskapi.core.errors import AppError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -64,12 +65,19 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
     """Commit when the handler returns, roll back when it raises.
 
     Used with `scope="function"` so the commit happens before the response is sent: a
-    client never sees a success for a write that has not been committed.
+    client never sees a success for a write that has not been committed. A domain error
+    raised with `keep_changes` is still committed, then re-raised.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session
+        except AppError as error:
+            if error.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

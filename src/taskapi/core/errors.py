@@ -22,6 +22,9 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class AppError(Exception):
+    """A refusal the client caused. `keep_changes` commits the request's transaction anyway,
+    for refusals that must leave a trace (a failed-login count, a revoked token family)."""
+
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
 
@@ -31,10 +34,12 @@ class AppError(Exception):
         *,
         extra: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        keep_changes: bool = False,
     ) -> None:
         self.detail = detail or HTTPStatus(self.status).phrase
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
+        self.keep_changes = keep_changes
         super().__init__(self.detail)
 
 
@@ -47,8 +52,10 @@ class Unauthorized(AppError):
     status = 401
     code = "not_authenticated"
 
-    def __init__(self, detail: str = "Could not validate credentials") -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+    def __init__(
+        self, detail: str = "Could not validate credentials", *, keep_changes: bool = False
+    ) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, keep_changes=keep_changes)
 
 
 class Forbidden(AppError):

@@ -1,0 +1,79 @@
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.auth.models import User
+from taskapi.core.deps import SessionDep
+from taskapi.core.errors import Conflict
+from tests.conftest import make_client
+
+probe = APIRouter(prefix="/api/v1/probe-db")
+
+
+def _user(email: str) -> User:
+    return User(email=email, password_hash="x", full_name="Probe", created_at=datetime.now(UTC))
+
+
+@probe.post("/ok", status_code=201)
+async def write_ok(session: SessionDep) -> None:
+    session.add(_user("ok@example.com"))
+    await session.flush()
+
+
+@probe.post("/refused")
+async def write_then_refuse(session: SessionDep) -> None:
+    session.add(_user("refused@example.com"))
+    await session.flush()
+    raise Conflict("No.")
+
+
+@probe.post("/refused-but-kept")
+async def write_then_refuse_keeping(session: SessionDep) -> None:
+    session.add(_user("kept@example.com"))
+    await session.flush()
+    raise Conflict("No, but remember the attempt.", keep_changes=True)
+
+
+@probe.post("/crash")
+async def write_then_crash(session: SessionDep) -> None:
+    session.add(_user("crash@example.com"))
+    await session.flush()
+    raise RuntimeError("boom")
+
+
+@pytest.fixture
+async def probe_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    app.include_router(probe)
+    async with make_client(app) as http:
+        yield http
+
+
+async def _stored_emails(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(User.email))).all())
+
+
+async def test_success_commits_before_the_response(
+    probe_client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    assert (await probe_client.post("/api/v1/probe-db/ok")).status_code == 201
+    assert await _stored_emails(session) == {"ok@example.com"}
+
+
+async def test_domain_error_rolls_back(
+    probe_client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    assert (await probe_client.post("/api/v1/probe-db/refused")).status_code == 409
+    assert (await probe_client.post("/api/v1/probe-db/crash")).status_code == 500
+    assert await _stored_emails(session) == set()
+
+
+async def test_domain_error_with_keep_changes_commits(
+    probe_client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    assert (await probe_client.post("/api/v1/probe-db/refused-but-kept")).status_code == 409
+    assert await _stored_emails(session) == {"kept@example.com"}
