@@ -56,7 +56,7 @@ _TASK_EXAMPLE: dict[str, JsonValue] = {
     "description": "Numbers from finance, charts from the dashboard.",
     "status": "pending",
     "priority": "high",
-    "due_date": "2026-12-01T17:00:00Z",
+    "due_date": "2030-12-01T17:00:00Z",
     "version": 1,
     "categories": [
         {
@@ -81,7 +81,7 @@ class TaskCreate(BaseModel):
                 "title": "Write the quarterly report",
                 "description": "Numbers from finance, charts from the dashboard.",
                 "priority": "high",
-                "due_date": "2026-12-01T17:00:00Z",
+                "due_date": "2030-12-01T17:00:00Z",
             }
         }
     )
