@@ -12,7 +12,14 @@ from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker
 from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
+from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
+from taskapi.core.ratelimit import (
+    MemorySlidingWindow,
+    RateLimitMiddleware,
+    RedisSlidingWindow,
+    SlidingWindowLimiter,
+)
 from taskapi.core.redis import create_redis
 from taskapi.core.security import PasswordHasher
 
@@ -61,5 +68,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
-    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+    _add_middleware(app, settings)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The request passes these from the outside in:
+
+    1. RequestContextMiddleware: request id, access log, security headers, last-resort 500.
+       Outermost, so every answer of the layers below (a 429) has them.
+    2. Prometheus instrumentation (ENABLE_METRICS): counts and times every answer.
+    3. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
+    4. The application: routing, exception handlers, dependencies (authentication).
+
+    Starlette makes the most recently added middleware the outermost: added in reverse.
+    """
+    if settings.enable_rate_limiting:
+        app.add_middleware(
+            RateLimitMiddleware, limiter=_rate_limiter(app, settings), settings=settings
+        )
+    if settings.enable_metrics:
+        instrumentator = create_instrumentator()
+        instrumentator.instrument(app)
+        expose_metrics(app, instrumentator)
+    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+
+
+def _rate_limiter(app: FastAPI, settings: Settings) -> SlidingWindowLimiter:
+    if app.state.redis is None:
+        return MemorySlidingWindow()
+    return RedisSlidingWindow(app.state.redis, key_prefix=settings.redis_key_prefix + "ratelimit:")
