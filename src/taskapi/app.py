@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from taskapi import health
+from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker
 from taskapi.core.errors import install_error_handlers
@@ -76,10 +77,11 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """The request passes these from the outside in:
 
     1. RequestContextMiddleware: request id, access log, security headers, last-resort 500.
-       Outermost, so every answer of the layers below (a 429) has them.
+       Outermost, so every answer of the layers below (413, 429) has them.
     2. Prometheus instrumentation (ENABLE_METRICS): counts and times every answer.
-    3. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
-    4. The application: routing, exception handlers, dependencies (authentication).
+    3. BodyLimitMiddleware: 413 for a body over 1 MiB before anything reads or trusts it.
+    4. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
+    5. The application: routing, exception handlers, dependencies (authentication).
 
     Starlette makes the most recently added middleware the outermost: added in reverse.
     """
@@ -87,6 +89,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(
             RateLimitMiddleware, limiter=_rate_limiter(app, settings), settings=settings
         )
+    app.add_middleware(BodyLimitMiddleware)
     if settings.enable_metrics:
         instrumentator = create_instrumentator()
         instrumentator.instrument(app)
