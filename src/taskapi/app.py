@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taskapi import health
 from taskapi.core.body_limit import BodyLimitMiddleware
@@ -73,15 +75,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+CORS_ALLOW_METHODS = ["GET", "POST", "PATCH", "DELETE"]
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "If-Match", "X-Request-ID"]
+CORS_EXPOSE_HEADERS = [
+    "X-Request-ID",
+    "ETag",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+]
+
+
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """The request passes these from the outside in:
 
     1. RequestContextMiddleware: request id, access log, security headers, last-resort 500.
-       Outermost, so every answer of the layers below (413, 429) has them.
+       Outermost, so every answer of the layers below (413, 429, CORS preflight) has them.
     2. Prometheus instrumentation (ENABLE_METRICS): counts and times every answer.
-    3. BodyLimitMiddleware: 413 for a body over 1 MiB before anything reads or trusts it.
-    4. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
-    5. The application: routing, exception handlers, dependencies (authentication).
+    3. ProxyHeadersMiddleware: scope["client"] from X-Forwarded-For, only when the direct
+       peer is a TRUSTED_PROXIES address (rightmost untrusted hop), for everything below.
+    4. CORSMiddleware: answers preflights itself, so they are never rate limited.
+    5. BodyLimitMiddleware: 413 for a body over 1 MiB before anything reads or trusts it.
+    6. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
+    7. The application: routing, exception handlers, dependencies (authentication).
 
     Starlette makes the most recently added middleware the outermost: added in reverse.
     """
@@ -90,6 +107,15 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             RateLimitMiddleware, limiter=_rate_limiter(app, settings), settings=settings
         )
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_cors_origins,
+        allow_credentials=True,
+        allow_methods=CORS_ALLOW_METHODS,
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+    )
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     if settings.enable_metrics:
         instrumentator = create_instrumentator()
         instrumentator.instrument(app)
