@@ -332,3 +332,31 @@ async def test_redis_outage_fails_open_with_one_warning_per_outage(
             ("info", "rate_limiter_recovered"),
             ("warning", "rate_limiter_unavailable"),
         ]
+
+
+async def test_redis_that_never_answers_times_out_and_fails_open() -> None:
+    """A Redis that accepts connections and then says nothing (a hung server, a black-holed
+    network): the client's short timeout ends the wait and the request is let through."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept_and_stay_silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept_and_stay_silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = create_redis(f"redis://127.0.0.1:{port}/0")
+    limiter = RedisSlidingWindow(redis, key_prefix="silent:", probe_interval_seconds=0)
+    try:
+        with capture_logs() as logs:
+            decisions = [await limiter.hit("ip:192.0.2.9", 5) for _ in range(2)]
+    finally:
+        await redis.aclose()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert decisions == [None, None]
+    assert connections
+    assert [(e["log_level"], e["event"], e["error"]) for e in logs] == [
+        ("warning", "rate_limiter_unavailable", "TimeoutError")
+    ]
