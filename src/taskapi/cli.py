@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -25,7 +27,14 @@ def _load_settings() -> Settings:
         raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop the
+    # operator asked for is a clean exit (0), before start-up as after it.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     migrations.upgrade(settings)
     uvicorn.run(
         "taskapi.app:create_app",
