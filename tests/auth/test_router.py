@@ -831,6 +831,26 @@ async def test_reset_password_weak_password_is_a_field_error(
     assert user.password_reset_token_hash == hash_token(token)
 
 
+async def test_concurrent_resets_with_one_token_have_one_winner(
+    client: httpx.AsyncClient, session: AsyncSession, mailbox: Mailbox
+) -> None:
+    await create_user(session, email=EMAIL)
+    await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
+    token = mailbox.token(EMAIL, "reset-password")
+    passwords = ["F1rst!Passw0rd", "Sec0nd!Passw0rd"]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"{API}/auth/reset-password", json={"token": token, "new_password": password}
+            )
+            for password in passwords
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [204, 400]
+    winner = passwords[[r.status_code for r in responses].index(204)]
+    assert (await login(client, password=winner)).status_code == 200
+
+
 async def test_forgot_password_bad_email_is_400(client: httpx.AsyncClient) -> None:
     assert field_errors(await client.post(f"{API}/auth/forgot-password", json={})) == {"email"}
 

@@ -60,6 +60,12 @@ async def test_me_needs_a_valid_bearer_token(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+async def test_refresh_token_is_not_a_bearer_token(client: httpx.AsyncClient) -> None:
+    registered = await register(client)
+    response = await client.get(f"{API}/users/me", headers=bearer(registered["refresh_token"]))
+    assert_problem(response, 401, "not_authenticated")
+
+
 async def test_access_token_in_the_query_string_is_ignored(
     client: httpx.AsyncClient, session: AsyncSession, settings: Settings
 ) -> None:
