@@ -15,7 +15,7 @@ from taskapi.auth import users_router
 from taskapi.auth.emails import create_email_backend
 from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.config import Settings, get_settings
-from taskapi.core.db import create_engine, create_sessionmaker
+from taskapi.core.db import create_engine, create_sessionmaker, install_database_error_handlers
 from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
 from taskapi.core.metrics import create_instrumentator, expose_metrics
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.email_backend = create_email_backend(settings)
 
     install_error_handlers(app)
+    install_database_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tasks_router, prefix=API_PREFIX)
     app.include_router(auth_router.router, prefix=API_PREFIX)

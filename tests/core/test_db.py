@@ -1,13 +1,19 @@
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from sqlalchemy import select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
+from taskapi.core.db import is_database_unavailable
 from taskapi.core.deps import SessionDep
 from taskapi.core.errors import Conflict
 from tests.conftest import make_client
@@ -46,6 +52,16 @@ async def write_then_crash(session: SessionDep) -> None:
     raise RuntimeError("boom")
 
 
+@probe.get("/bad-statement")
+async def bad_statement(session: SessionDep) -> None:
+    await session.execute(text("SELECT * FROM no_such_table"))
+
+
+@probe.get("/refused-connection")
+async def refused_connection() -> None:
+    raise ConnectionRefusedError(111, "Connect call failed ('10.1.2.3', 5432)")
+
+
 @pytest.fixture
 async def probe_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     app.include_router(probe)
@@ -77,3 +93,88 @@ async def test_domain_error_with_keep_changes_commits(
 ) -> None:
     assert (await probe_client.post("/api/v1/probe-db/refused-but-kept")).status_code == 409
     assert await _stored_emails(session) == {"kept@example.com"}
+
+
+async def test_a_wrong_statement_is_a_500_not_a_503(probe_client: httpx.AsyncClient) -> None:
+    with capture_logs() as logs:
+        response = await probe_client.get("/api/v1/probe-db/bad-statement")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert "no_such_table" not in response.text
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+        "unhandled_error"
+    ]
+    assert not [entry for entry in logs if entry["event"] == "database_unavailable"]
+
+
+async def test_an_unreachable_database_is_a_503_without_its_address(
+    probe_client: httpx.AsyncClient,
+) -> None:
+    with capture_logs() as logs:
+        response = await probe_client.get("/api/v1/probe-db/refused-connection")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["code"] == "service_unavailable"
+    assert "10.1.2.3" not in response.text
+    assert "5432" not in response.text
+    warnings = [entry for entry in logs if entry["event"] == "database_unavailable"]
+    assert [(w["log_level"], w["error"]) for w in warnings] == [
+        ("warning", "ConnectionRefusedError")
+    ]
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"driver error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _wrapped(orig: BaseException, *, invalidated: bool = False) -> sa_exc.DBAPIError:
+    return sa_exc.DBAPIError("SELECT 1", None, orig, connection_invalidated=invalidated)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (ConnectionRefusedError(111, "Connect call failed"), True),
+        (OSError("Multiple exceptions: [Errno 111], [Errno 99]"), True),
+        (TimeoutError(), True),
+        (sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"), True),
+        (_wrapped(Exception("connection was closed"), invalidated=True), True),
+        (_wrapped(_DriverError("57P03")), True),  # the database system is starting up
+        (_wrapped(_DriverError("57P01")), True),  # terminating connection (admin shutdown)
+        (_wrapped(_DriverError("08006")), True),  # connection failure
+        (_wrapped(_DriverError("53300")), True),  # too many connections
+        (asyncpg.exceptions.CannotConnectNowError("starting up"), True),
+        (_wrapped(_DriverError("23505")), False),  # unique violation: the caller's or a bug
+        (_wrapped(_DriverError("42P01")), False),  # undefined table: a bug
+        (_wrapped(_DriverError("57014")), False),  # a cancelled statement is not an outage
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
+        (sa_exc.ArgumentError("bad argument"), False),
+        (ValueError("nothing to do with the database"), False),
+    ],
+)
+def test_which_errors_mean_the_database_is_unavailable(
+    error: BaseException, unavailable: bool
+) -> None:
+    assert is_database_unavailable(error) is unavailable
+
+
+def test_sqlite_busy_is_unavailable_but_a_sqlite_syntax_error_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    waiter = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("CREATE TABLE t (x INTEGER)")
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            waiter.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as syntax:
+            waiter.execute("SELEC 1")
+    finally:
+        holder.close()
+        waiter.close()
+    assert busy.value.sqlite_errorname == "SQLITE_BUSY"
+    assert is_database_unavailable(_wrapped(busy.value)) is True
+    assert is_database_unavailable(_wrapped(syntax.value)) is False

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Request
+import asyncpg
+import structlog
+from fastapi import FastAPI, Request
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,9 +18,25 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from taskapi.core.config import Settings
-from taskapi.core.errors import AppError
+from taskapi.core.errors import AppError, ServiceUnavailable, problem_response
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+# SQLSTATE classes that mean "the server cannot serve now", not "this statement is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections, disk full),
+# 57P0x operator intervention (shutdown, crash recovery, "the database system is starting up").
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+# SQLite's equivalents (extended codes such as SQLITE_IOERR_READ included). Plain
+# OperationalError is not enough there: SQLite also raises it for a syntax error.
+_UNAVAILABLE_SQLITE_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_FULL",
+)
+
+log = structlog.get_logger("taskapi.db")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -83,3 +102,47 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached or cannot serve right now: the
+    client may retry later (503), as opposed to a bug in a statement (500).
+
+    Covers a refused or timed-out connect (OSError, TimeoutError, asyncpg's own errors
+    during connect), a pool with no free connection (sqlalchemy TimeoutError), a
+    connection lost mid-request (SQLAlchemy flags it `connection_invalidated`), and the
+    SQLSTATEs and SQLite errors above, raw or wrapped by SQLAlchemy.
+    """
+    if isinstance(error, OSError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig if error.orig is not None else error
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+    sqlite_error = getattr(error, "sqlite_errorname", None)
+    return isinstance(sqlite_error, str) and sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
+
+
+async def _database_error_handler(request: Request, error: Exception) -> Any:
+    """503 problem for an unreachable database; anything else goes on to the last-resort 500.
+    The body says nothing about the database (no SQL, driver text, host or port); the log
+    line keeps the error type for operators."""
+    if not is_database_unavailable(error):
+        raise error
+    log.warning("database_unavailable", error=type(error).__name__, path=request.url.path)
+    unavailable = ServiceUnavailable("The service is temporarily unavailable; retry shortly.")
+    return problem_response(
+        request,
+        status=unavailable.status,
+        code=unavailable.code,
+        detail=unavailable.detail,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def install_database_error_handlers(app: FastAPI) -> None:
+    for error_class in (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError):
+        app.add_exception_handler(error_class, _database_error_handler)

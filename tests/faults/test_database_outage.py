@@ -1,0 +1,134 @@
+"""The database stops while the app runs, then comes back: readiness says so, API calls
+answer 503 problem+json that reveals nothing of the database, and once it is back the same
+app (no restart) serves again with every row written before the outage.
+
+Runs on both passes: the cluster is the test's own (see conftest.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
+
+from taskapi.core import migrations
+from taskapi.core.config import Settings
+from taskapi.tasks.models import Task
+from tests.conftest import SettingsFactory, make_client
+from tests.factories import DEFAULT_PASSWORD, sign_in
+from tests.faults.conftest import OwnPostgres
+
+API = "/api/v1"
+# Words that would tell a client about the database behind the API.
+INTERNALS = ("sql", "asyncpg", "postgres", "psycopg", "127.0.0.1", "errno", "connect", "traceback")
+
+
+async def create_database(cluster: OwnPostgres) -> str:
+    admin = create_async_engine(cluster.server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text('CREATE DATABASE "taskapi"'))
+    finally:
+        await admin.dispose()
+    return cluster.url_of("taskapi")
+
+
+def assert_unavailable_without_internals(response: httpx.Response, cluster: OwnPostgres) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
+    body = response.json()
+    assert body["code"] == "service_unavailable"
+    assert body["status"] == 503
+    assert body["request_id"] == response.headers["x-request-id"]
+    lowered = response.text.lower()
+    leaked = [word for word in (*INTERNALS, str(cluster.port)) if word in lowered]
+    assert leaked == [], response.text
+
+
+async def test_database_outage_answers_503_and_the_app_recovers_without_restart(
+    own_postgres: OwnPostgres,
+    make_settings: SettingsFactory,
+    app_factory: Callable[[Settings], Any],
+) -> None:
+    settings = make_settings(database_url=await create_database(own_postgres))
+    await migrations.upgrade_async(settings)
+    app = await app_factory(settings)
+    async with app.state.sessionmaker() as session:
+        signed = await sign_in(session, settings)
+
+    async with make_client(app) as client:
+        created = []
+        for number in range(5):
+            response = await client.post(
+                f"{API}/tasks",
+                json={"title": f"Before the outage {number}"},
+                headers=signed.headers,
+            )
+            assert response.status_code == 201, response.text
+            created.append(response.json()["id"])
+        assert (await client.get("/health")).json()["checks"]["database"] == "ok"
+
+        own_postgres.stop()
+
+        health = await client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "degraded"
+        assert health.json()["checks"]["database"] == "error"
+        live = await client.get("/health/live")
+        assert live.status_code == 200
+        assert live.json() == {"status": "alive"}
+
+        calls: list[tuple[str, str, dict[str, Any] | None]] = [
+            ("GET", f"{API}/tasks", None),
+            ("GET", f"{API}/tasks/{created[0]}", None),
+            ("POST", f"{API}/tasks", {"title": "During the outage"}),
+            ("PATCH", f"{API}/tasks/{created[1]}", {"title": "Changed", "version": 1}),
+            ("DELETE", f"{API}/tasks/{created[2]}", None),
+            ("GET", f"{API}/users/me", None),
+        ]
+        with capture_logs() as logs:
+            for method, path, body in calls:
+                response = await client.request(method, path, json=body, headers=signed.headers)
+                assert_unavailable_without_internals(response, own_postgres)
+            for path, body in [
+                ("/auth/login", {"email": signed.user.email, "password": DEFAULT_PASSWORD}),
+                (
+                    "/auth/register",
+                    {
+                        "email": f"outage-{uuid.uuid4().hex[:8]}@example.com",
+                        "password": DEFAULT_PASSWORD,
+                        "full_name": "Grace Hopper",
+                    },
+                ),
+            ]:
+                response = await client.post(f"{API}{path}", json=body)
+                assert_unavailable_without_internals(response, own_postgres)
+        warnings = [entry for entry in logs if entry["event"] == "database_unavailable"]
+        assert len(warnings) == len(calls) + 2
+        assert all(entry["log_level"] == "warning" for entry in warnings)
+
+        own_postgres.start()
+
+        listing = await client.get(f"{API}/tasks", params={"limit": 100}, headers=signed.headers)
+        assert listing.status_code == 200, listing.text
+        assert listing.json()["total"] == 5
+        assert sorted(item["id"] for item in listing.json()["items"]) == sorted(created)
+        assert all(item["version"] == 1 for item in listing.json()["items"])
+        assert (await client.get("/health")).status_code == 200
+        after = await client.post(
+            f"{API}/tasks", json={"title": "After the outage"}, headers=signed.headers
+        )
+        assert after.status_code == 201
+
+    async with app.state.sessionmaker() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.deleted_at.is_(None))
+        )
+        titles = set((await session.scalars(select(Task.title))).all())
+    assert stored == 6
+    assert titles == {f"Before the outage {n}" for n in range(5)} | {"After the outage"}
