@@ -109,7 +109,7 @@ async def test_update_me_without_fields_changes_nothing(
     assert user.full_name == "Ada Lovelace"
 
 
-@pytest.mark.parametrize("full_name", [None, "", "   ", "x" * 201, 42])
+@pytest.mark.parametrize("full_name", [None, "", "   ", "x" * 201, 42, "Nul\x00byte"])
 async def test_update_me_bad_name_is_400(
     client: httpx.AsyncClient, session: AsyncSession, settings: Settings, full_name: object
 ) -> None:
@@ -304,3 +304,11 @@ async def test_token_issued_before_tokens_valid_after_is_refused(
     assert_problem(
         await client.get(f"{API}/users/me", headers=signed_in.headers), 401, "not_authenticated"
     )
+
+
+async def test_openapi_offers_no_null_for_the_name(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    full_name = schema["components"]["schemas"]["UserUpdate"]["properties"]["full_name"]
+    assert full_name["type"] == "string"
+    assert "anyOf" not in full_name
+    assert full_name["pattern"] == "^[^\\x00]*$"

@@ -124,3 +124,45 @@ async def test_openapi_documents_problem_json_and_400_not_422(
     problem = document["components"]["schemas"]["Problem"]
     assert set(problem["required"]) == {"type", "title", "status", "detail", "code", "request_id"}
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/api/v1/tasks", "GET, POST"),
+        ("PUT", "/api/v1/tasks/0193a1b2-0000-7000-8000-000000000000", "GET, PATCH, DELETE"),
+        ("POST", "/api/v1/users/me", "GET, PATCH, DELETE"),
+        ("GET", "/api/v1/auth/login", "POST"),
+    ],
+)
+async def test_405_allow_lists_every_method_of_the_path(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    """Found by Schemathesis: Starlette named only the first route at the path."""
+    response = await client.request(method, path)
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
+
+
+async def test_openapi_documents_the_answers_middleware_gives(client: httpx.AsyncClient) -> None:
+    """429 (rate limiter) and 503 (database) on every API operation, 413 (body limit) on
+    every one that takes a body, each as problem+json; none of them on /health/live."""
+    schema = (await client.get("/openapi.json")).json()
+    problem = {"$ref": "#/components/schemas/Problem"}
+    operations = [
+        (path, operation)
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/")
+        for operation in item.values()
+    ]
+    assert len(operations) >= 15
+    for path, operation in operations:
+        responses = operation["responses"]
+        expected = {"429", "503"} | ({"413"} if "requestBody" in operation else set())
+        assert expected <= set(responses), path
+        for status in expected:
+            assert responses[status]["content"]["application/problem+json"]["schema"] == problem
+        assert "Retry-After" in responses["429"]["headers"]
+        if "requestBody" not in operation:
+            assert "413" not in responses, path
+    assert set(schema["paths"]["/health/live"]["get"]["responses"]) == {"200"}

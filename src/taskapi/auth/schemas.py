@@ -17,6 +17,9 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
+from taskapi.core.schemas import document_not_nullable
+from taskapi.core.text import NoNul
+
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 PASSWORD_SPECIALS = "!@#$%^&*"  # noqa: S105 (the rule's character set, not a secret)
@@ -47,7 +50,9 @@ NewPassword = Annotated[
     AfterValidator(_strong_password),
 ]
 GivenPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
+]
 OpaqueToken = Annotated[str, Field(min_length=1, max_length=OPAQUE_TOKEN_MAX_LENGTH)]
 
 EXAMPLE_EMAIL = "ada@example.com"
@@ -166,7 +171,7 @@ class UserUpdate(BaseModel):
 
     model_config = _example({"full_name": "Augusta Ada King"})
 
-    full_name: FullName | None = None
+    full_name: FullName | None = Field(None, json_schema_extra=document_not_nullable)
 
     @field_validator("full_name", mode="before")
     @classmethod

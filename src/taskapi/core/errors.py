@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Scope
 
 PROBLEM_JSON = "application/problem+json"
@@ -147,6 +148,7 @@ def _openapi_with_problem_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
             components.update(definitions.pop("$defs", {}))
             components["Problem"] = definitions
             _document_validation_as_400(schema)
+            _document_answers_from_below_the_routes(schema)
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
             app.openapi_schema = schema
@@ -270,12 +272,32 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No resource at this path."
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
         request,
         status=exc.status_code,
         code=_HTTP_CODES.get(exc.status_code, "http_error"),
         detail=detail,
-        headers=exc.headers,
+        headers=headers,
+    )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path. Starlette's own 405 names only the
+    first route that matched the path, while FastAPI makes one route per method (GET and
+    POST /tasks are two), so its `Allow` would leave methods out."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
     )
 
 
@@ -286,6 +308,33 @@ def _document_validation_as_400(schema: dict[str, Any]) -> None:
             responses = operation.get("responses", {})
             if responses.pop("422", None) is not None:
                 responses.setdefault("400", problem_responses(400)[400])
+
+
+_RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "Retry-After": {"description": "Seconds until a request fits.", "schema": {"type": "string"}},
+    "RateLimit-Limit": {"schema": {"type": "string"}},
+    "RateLimit-Remaining": {"schema": {"type": "string"}},
+    "RateLimit-Reset": {"schema": {"type": "string"}},
+}
+
+
+def _document_answers_from_below_the_routes(schema: dict[str, Any]) -> None:
+    """Answers no route handler writes, so no route's `responses=` lists them:
+
+    - 429: the rate limiter refuses before routing, on every API path;
+    - 413: the body limit refuses before parsing, on every operation that takes a body;
+    - 503: the database cannot be reached (core/db.py); every API operation uses it.
+    """
+    for path, path_item in schema.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            statuses = [429, 503] + ([413] if "requestBody" in operation else [])
+            for status, response in problem_responses(*statuses).items():
+                responses.setdefault(str(status), response)
+            responses["429"].setdefault("headers", _RATE_LIMIT_HEADERS)
+            responses["503"].setdefault("headers", {"Retry-After": {"schema": {"type": "string"}}})
 
 
 def install_error_handlers(app: FastAPI) -> None:

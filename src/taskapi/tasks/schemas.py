@@ -7,6 +7,7 @@ datetime that goes out is UTC with an offset (`Z`).
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -14,6 +15,7 @@ from typing import Annotated
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -21,10 +23,11 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic.config import JsonDict
 
 from taskapi.categories.schemas import CategoryRead
 from taskapi.core.pagination import PageRead, SortOrder
+from taskapi.core.schemas import document_not_nullable
+from taskapi.core.text import NoNul
 from taskapi.tasks.models import TaskPriority, TaskStatus
 
 MAX_VERSION = 2**31 - 1
@@ -32,6 +35,22 @@ MAX_VERSION = 2**31 - 1
 the database driver."""
 
 MAX_SEARCH_LENGTH = 200
+
+
+# What the documented `date-time` format looks like; the offset may be left out (taken as
+# UTC), as may seconds. Pydantic alone would also take a bare date or a Unix timestamp
+# ("0.5", 1700000000): for a due date these are client bugs, not dates.
+_ISO_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
+)
+
+
+def _iso_date_time(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE_TIME.match(value):
+        return value
+    raise ValueError("Must be a date-time such as 2030-12-01T17:00:00Z")
 
 
 def as_utc(value: datetime) -> datetime:
@@ -44,10 +63,18 @@ def _not_in_past(value: datetime) -> datetime:
     return value
 
 
-UTCDatetime = Annotated[datetime, AfterValidator(as_utc)]
-DueDate = Annotated[datetime, AfterValidator(as_utc), AfterValidator(_not_in_past)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
-Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+UTCDatetime = Annotated[datetime, BeforeValidator(_iso_date_time), AfterValidator(as_utc)]
+DueDate = Annotated[
+    datetime,
+    BeforeValidator(_iso_date_time),
+    AfterValidator(as_utc),
+    AfterValidator(_not_in_past),
+]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200), NoNul()
+]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), NoNul()]
+SearchText = Annotated[str, NoNul()]
 Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 _TASK_EXAMPLE: dict[str, JsonValue] = {
@@ -94,14 +121,6 @@ class TaskCreate(BaseModel):
     )
 
 
-def _not_nullable(schema: JsonDict) -> None:
-    """Document a field that may be absent but not null without the null branch."""
-    branches = schema.pop("anyOf", [])
-    if isinstance(branches, list):
-        schema.update(next(b for b in branches if isinstance(b, dict) and b.get("type") != "null"))
-    schema.pop("default", None)
-
-
 class TaskUpdate(BaseModel):
     """A partial update: an absent field stays as it is, `null` clears description or
     due_date. The task's current `version` is required here or as `If-Match`."""
@@ -111,11 +130,13 @@ class TaskUpdate(BaseModel):
     )
 
     title: Title | None = Field(
-        None, description="3-200 characters after trimming.", json_schema_extra=_not_nullable
+        None,
+        description="3-200 characters after trimming.",
+        json_schema_extra=document_not_nullable,
     )
     description: Description | None = Field(None, description="`null` clears it.")
-    status: TaskStatus | None = Field(None, json_schema_extra=_not_nullable)
-    priority: TaskPriority | None = Field(None, json_schema_extra=_not_nullable)
+    status: TaskStatus | None = Field(None, json_schema_extra=document_not_nullable)
+    priority: TaskPriority | None = Field(None, json_schema_extra=document_not_nullable)
     due_date: DueDate | None = Field(None, description="Not in the past; `null` clears it.")
     version: Version | None = Field(
         None,
@@ -168,7 +189,7 @@ class TaskListQuery(BaseModel):
     due_date_from: UTCDatetime | None = Field(None, description="Due at or after (inclusive).")
     due_date_to: UTCDatetime | None = Field(None, description="Due at or before (inclusive).")
     category_id: uuid.UUID | None = Field(None, description="Only tasks in this category.")
-    q: str | None = Field(
+    q: SearchText | None = Field(
         None,
         max_length=MAX_SEARCH_LENGTH,
         description="Case-insensitive substring of the title or the description.",

@@ -1,0 +1,3 @@
+from tests.core.conftest import serve
+
+__all__ = ["serve"]
