@@ -15,6 +15,7 @@ from taskapi.core.logging import configure_logging
 from taskapi.core.middleware import RequestContextMiddleware
 from taskapi.core.redis import create_redis
 from taskapi.core.security import PasswordHasher
+from taskapi.tasks.router import router as tasks_router
 
 API_PREFIX = "/api/v1"
 
@@ -61,5 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(tasks_router, prefix=API_PREFIX)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
     return app
