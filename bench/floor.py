@@ -46,7 +46,8 @@ pool: asyncpg.Pool | None = None
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+    # asyncpg returns its own UUID type, which orjson leaves to `default`.
+    return Response(orjson.dumps(body, default=str), status, headers, media_type="application/json")
 
 
 def _problem(status: int, code: str) -> Response:
@@ -131,7 +132,7 @@ async def list_tasks(request: Request) -> Response:
                 claims["iat"],
                 datetime.fromisoformat(created_at),
                 uuid.UUID(last_id),
-                limit,
+                limit + 1,
             )
             total = None
         else:
@@ -141,10 +142,12 @@ async def list_tasks(request: Request) -> Response:
                 "ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4",
                 user_id,
                 claims["iat"],
-                limit,
+                limit + 1,
                 (page - 1) * limit,
             )
             total = rows[0]["total"] if rows else 0
+        more = len(rows) > limit
+        rows = rows[:limit]
         categories = await _categories(connection, [row["id"] for row in rows])
     items = []
     for row in rows:
@@ -152,14 +155,17 @@ async def list_tasks(request: Request) -> Response:
         task.pop("total", None)
         task["categories"] = categories[row["id"]]
         items.append(task)
-    body: dict[str, Any] = {"items": items, "limit": limit}
-    if total is None:
-        last = rows[-1] if len(rows) == limit else None
-        body["next_cursor"] = (
+    last = rows[-1] if more else None
+    body: dict[str, Any] = {
+        "items": items,
+        "total": total,
+        "page": None if cursor else page,
+        "limit": limit,
+        "pages": None if total is None else -(-total // limit),
+        "next_cursor": (
             orjson.dumps([last["created_at"].isoformat(), str(last["id"])]).hex() if last else None
-        )
-    else:
-        body.update(total=total, page=page, pages=-(-total // limit))
+        ),
+    }
     return _json(body)
 
 
