@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from taskapi import health
+from taskapi.categories.router import router as categories_router
 from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker
 from taskapi.core.errors import install_error_handlers
@@ -61,5 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(categories_router, prefix=API_PREFIX)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
     return app
