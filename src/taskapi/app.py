@@ -6,16 +6,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taskapi import health
 from taskapi.categories.router import router as categories_router
+from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker
 from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
+from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
+from taskapi.core.ratelimit import (
+    MemorySlidingWindow,
+    RateLimitMiddleware,
+    RedisSlidingWindow,
+    SlidingWindowLimiter,
+)
 from taskapi.core.redis import create_redis
 from taskapi.core.security import PasswordHasher
+from taskapi.tasks.router import router as tasks_router
 
 API_PREFIX = "/api/v1"
 
@@ -62,6 +73,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(tasks_router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
-    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+    _add_middleware(app, settings)
     return app
+
+
+CORS_ALLOW_METHODS = ["GET", "POST", "PATCH", "DELETE"]
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "If-Match", "X-Request-ID"]
+CORS_EXPOSE_HEADERS = [
+    "X-Request-ID",
+    "ETag",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+]
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The request passes these from the outside in:
+
+    1. RequestContextMiddleware: request id, access log, security headers, last-resort 500.
+       Outermost, so every answer of the layers below (413, 429, CORS preflight) has them.
+    2. Prometheus instrumentation (ENABLE_METRICS): counts and times every answer.
+    3. ProxyHeadersMiddleware: scope["client"] from X-Forwarded-For, only when the direct
+       peer is a TRUSTED_PROXIES address (rightmost untrusted hop), for everything below.
+    4. CORSMiddleware: answers preflights itself, so they are never rate limited.
+    5. BodyLimitMiddleware: 413 for a body over 1 MiB before anything reads or trusts it.
+    6. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
+    7. The application: routing, exception handlers, dependencies (authentication).
+
+    Starlette makes the most recently added middleware the outermost: added in reverse.
+    """
+    if settings.enable_rate_limiting:
+        app.add_middleware(
+            RateLimitMiddleware, limiter=_rate_limiter(app, settings), settings=settings
+        )
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_cors_origins,
+        allow_credentials=True,
+        allow_methods=CORS_ALLOW_METHODS,
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+    )
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    if settings.enable_metrics:
+        instrumentator = create_instrumentator()
+        instrumentator.instrument(app)
+        expose_metrics(app, instrumentator)
+    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+
+
+def _rate_limiter(app: FastAPI, settings: Settings) -> SlidingWindowLimiter:
+    if app.state.redis is None:
+        return MemorySlidingWindow()
+    return RedisSlidingWindow(app.state.redis, key_prefix=settings.redis_key_prefix + "ratelimit:")

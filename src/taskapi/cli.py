@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from pydantic import ValidationError
@@ -14,6 +19,7 @@ from taskapi.core.logging import configure_logging
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 EXIT_CONFIG_ERROR = 2
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _load_settings() -> Settings:
@@ -25,8 +31,31 @@ def _load_settings() -> Settings:
         raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
+@contextmanager
+def prometheus_multiprocess_dir(settings: Settings) -> Iterator[None]:
+    """Several workers each count in their own process; prometheus_client's multiprocess
+    mode has each keep its values in files under PROMETHEUS_MULTIPROC_DIR, which /metrics
+    sums. The variable must be set before the workers import prometheus_client, and the
+    directory must start empty, so each run gets a fresh one (an operator-set one is kept)."""
+    if not settings.enable_metrics or settings.workers == 1 or MULTIPROC_ENV in os.environ:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="taskapi-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def serve(settings: Settings) -> None:
     migrations.upgrade(settings)
+    with prometheus_multiprocess_dir(settings):
+        _run_uvicorn(settings)
+
+
+def _run_uvicorn(settings: Settings) -> None:
     uvicorn.run(
         "taskapi.app:create_app",
         factory=True,

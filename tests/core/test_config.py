@@ -32,6 +32,8 @@ def settings_error_lines(**values: object) -> list[str]:
         ({"redis_url": "http://x"}, "REDIS_URL: must start with redis://"),
         ({"app_env": "staging"}, "APP_ENV: Input should be"),
         ({"cors_origins": "*"}, "CORS_ORIGINS: must list explicit origins"),
+        ({"trusted_proxies": "*"}, "TRUSTED_PROXIES: '*' is not an IP address or CIDR network"),
+        ({"trusted_proxies": "10.0.0.1,proxy.lan"}, "TRUSTED_PROXIES: 'proxy.lan' is not an IP"),
         ({"frontend_url": "ftp://x"}, "FRONTEND_URL: must start with http://"),
         ({"port": 70000}, "PORT: Input should be"),
         ({"workers": 0}, "WORKERS: Input should be"),
@@ -60,10 +62,10 @@ def test_defaults_are_the_documented_ones() -> None:
 
 def test_comma_separated_lists_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
-    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1")
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1, 172.16.0.0/12, ::1")
     settings = Settings(_env_file=None, app_env="test")
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
-    assert settings.trusted_proxies == ["10.0.0.1"]
+    assert settings.trusted_proxies == ["10.0.0.1", "172.16.0.0/12", "::1"]
 
 
 def test_production_accepts_a_long_secret() -> None:

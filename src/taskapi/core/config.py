@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from enum import StrEnum
@@ -14,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 MIN_SECRET_LENGTH = 32
+# The seed's development origins (a front-end dev server and the API's own docs page).
+DEVELOPMENT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:8000")
 
 
 class Environment(StrEnum):
@@ -116,6 +119,19 @@ class Settings(BaseSettings):
             raise ValueError("must list explicit origins; '*' is not allowed with credentials")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_addresses_or_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR network "
+                    "(trusting every peer would let any client choose its own IP)"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _secret_for_environment(self) -> Settings:
         if self.jwt_secret_key is not None:
@@ -135,6 +151,14 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env is Environment.PRODUCTION
+
+    @property
+    def allowed_cors_origins(self) -> list[str]:
+        """CORS_ORIGINS, or in development when it is empty the usual local front ends;
+        anywhere else empty means no cross-origin access."""
+        if not self.cors_origins and self.app_env is Environment.DEVELOPMENT:
+            return list(DEVELOPMENT_CORS_ORIGINS)
+        return self.cors_origins
 
     @property
     def secret_key(self) -> str:

@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -198,9 +199,12 @@ def problem_body(
 
 
 def request_id_of(request: Request | None) -> str | None:
-    if request is None:
-        return None
-    value = request.scope.get("state", {}).get("request_id")
+    return None if request is None else request_id_in(request.scope)
+
+
+def request_id_in(scope: Scope) -> str | None:
+    """The id RequestContextMiddleware gave this request, for answers built below it."""
+    value = scope.get("state", {}).get("request_id")
     return value if isinstance(value, str) else None
 
 

@@ -1,0 +1,272 @@
+"""Sliding-window rate limiting: per user for a valid access token, else per client IP.
+
+Why our own Lua script rather than the `limits` library: its moving-window strategy takes
+one round trip to record a hit and a second one (`get_window_stats`) for what the
+`RateLimit-Remaining` and `RateLimit-Reset` headers need, and keeps a Redis list per key.
+The script below does trim, count, conditional add and expiry and returns
+allowed/remaining/reset in ONE round trip, atomically (Redis runs a script alone), on one
+sorted set per key. It reads Redis's own clock, so every instance on every host slides the
+same window however their clocks drift.
+
+Without Redis the same window lives in process memory (one process only, as documented).
+When Redis errors or times out the request goes through: a limiter outage must not become
+an API outage. One warning is logged when an outage starts and one info line when Redis
+answers again; meanwhile Redis is tried at most once per `probe_interval_seconds`, so a
+hung Redis costs one request its timeout, not every request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskapi.core.config import Settings
+from taskapi.core.errors import PROBLEM_JSON, problem_body, request_id_in
+from taskapi.core.metrics import METRICS_PATH, record_rate_limit_rejection
+from taskapi.core.security import InvalidToken, decode_access_token
+
+WINDOW_SECONDS = 60.0
+UNLIMITED_PATHS = frozenset(
+    {
+        "/health",
+        "/health/live",
+        METRICS_PATH,
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
+
+log = structlog.get_logger("taskapi.ratelimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: float
+    """Until the oldest counted request leaves the window, i.e. one more request fits."""
+
+
+class SlidingWindowLimiter(Protocol):
+    async def hit(self, key: str, limit: int) -> Decision | None:
+        """Count a request for `key` if it fits; None means "could not decide, let it in"."""
+
+
+# KEYS[1] the key; ARGV limit, window in microseconds, a unique member for this request.
+# A refused request is not recorded, so hammering while limited does not extend the wait.
+_SLIDING_WINDOW_LUA = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  count = count + 1
+  allowed = 1
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {allowed, limit - count, tonumber(oldest[2]) + window - now}
+"""
+
+
+class RedisSlidingWindow:
+    """Shared by every process and host that uses the same Redis and key prefix."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        key_prefix: str,
+        window_seconds: float = WINDOW_SECONDS,
+        probe_interval_seconds: float = 1.0,
+    ) -> None:
+        self._script = redis.register_script(_SLIDING_WINDOW_LUA)
+        self._key_prefix = key_prefix
+        self._window_us = round(window_seconds * 1_000_000)
+        self._probe_interval = probe_interval_seconds
+        self._member_prefix = secrets.token_hex(6)
+        self._members = itertools.count()
+        self._failing = False
+        self._next_probe = 0.0
+
+    async def hit(self, key: str, limit: int) -> Decision | None:
+        if self._failing and time.monotonic() < self._next_probe:
+            return None
+        member = f"{self._member_prefix}:{next(self._members)}"
+        try:
+            allowed, remaining, reset_us = await self._script(
+                keys=[self._key_prefix + key], args=[limit, self._window_us, member]
+            )
+        except (RedisError, OSError) as error:
+            self._next_probe = time.monotonic() + self._probe_interval
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "rate_limiter_unavailable",
+                    error=type(error).__name__,
+                    detail=str(error),
+                    effect="requests are not rate limited until Redis answers again",
+                )
+            return None
+        if self._failing:
+            self._failing = False
+            log.info("rate_limiter_recovered")
+        return Decision(
+            allowed=bool(allowed),
+            limit=limit,
+            remaining=int(remaining),
+            reset_seconds=int(reset_us) / 1_000_000,
+        )
+
+
+class MemorySlidingWindow:
+    """The same window in this process's memory, for a single process without Redis."""
+
+    def __init__(
+        self,
+        *,
+        window_seconds: float = WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window = window_seconds
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._next_sweep = clock() + window_seconds
+
+    async def hit(self, key: str, limit: int) -> Decision:
+        now = self._clock()
+        cutoff = now - self._window
+        if now >= self._next_sweep:
+            self._forget_idle_keys(cutoff)
+            self._next_sweep = now + self._window
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= cutoff:
+            hits.popleft()
+        allowed = len(hits) < limit
+        if allowed:
+            hits.append(now)
+        return Decision(
+            allowed=allowed,
+            limit=limit,
+            remaining=limit - len(hits),
+            reset_seconds=self._window - (now - hits[0]),
+        )
+
+    def _forget_idle_keys(self, cutoff: float) -> None:
+        """Once per window drop clients whose every hit has expired, so memory follows the
+        number of recent clients, not of all clients ever seen."""
+        idle = [key for key, hits in self._hits.items() if not hits or hits[-1] <= cutoff]
+        for key in idle:
+            del self._hits[key]
+
+
+class RateLimitMiddleware:
+    """Counts every request except health, metrics and docs, before the app sees it."""
+
+    def __init__(self, app: ASGIApp, *, limiter: SlidingWindowLimiter, settings: Settings) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+
+        key, limit, limited_scope = self._identify(scope)
+        decision = await self.limiter.hit(key, limit)
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+
+        headers = _rate_limit_headers(decision)
+        if not decision.allowed:
+            record_rate_limit_rejection(limited_scope)
+            await _send_too_many_requests(scope, send, decision, headers)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _identify(self, scope: Scope) -> tuple[str, int, str]:
+        """(key, limit, scope label): the user of a valid access token, else the client IP.
+        An invalid or expired token is anonymous: it must not buy the larger user limit."""
+        token = _bearer_token(scope)
+        if token is not None:
+            try:
+                claims = decode_access_token(settings=self.settings, token=token)
+            except InvalidToken:
+                pass
+            else:
+                return f"user:{claims.user_id}", self.settings.rate_limit_user_per_minute, "user"
+        client = scope.get("client")
+        host = client[0] if client else "unknown"
+        return f"ip:{host}", self.settings.rate_limit_anonymous_per_minute, "anonymous"
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def _rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"ratelimit-limit", str(decision.limit).encode()),
+        (b"ratelimit-remaining", str(decision.remaining).encode()),
+        (b"ratelimit-reset", str(math.ceil(decision.reset_seconds)).encode()),
+    ]
+
+
+async def _send_too_many_requests(
+    scope: Scope, send: Send, decision: Decision, headers: list[tuple[bytes, bytes]]
+) -> None:
+    retry_after = max(1, math.ceil(decision.reset_seconds))
+    body = orjson.dumps(
+        problem_body(
+            status=429,
+            code="rate_limited",
+            detail=f"Too many requests; retry in {retry_after} s.",
+            request_id=request_id_in(scope),
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

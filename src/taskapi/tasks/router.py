@@ -1,0 +1,160 @@
+"""HTTP face of the tasks: parse, call one service function, shape the answer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from taskapi.core.deps import ActiveUser, SessionDep
+from taskapi.core.errors import problem_responses
+from taskapi.core.pagination import Page, PageParams
+from taskapi.tasks import service
+from taskapi.tasks.models import Task
+from taskapi.tasks.schemas import (
+    MAX_VERSION,
+    TaskCreate,
+    TaskListQuery,
+    TaskPage,
+    TaskRead,
+    TaskUpdate,
+)
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+_IF_MATCH = re.compile(r'^\s*(?:"([0-9]{1,10})"|([0-9]{1,10}))\s*$')
+
+_ETAG_HEADER: dict[str, Any] = {
+    "ETag": {"description": 'The task\'s version, quoted: `"3"`.', "schema": {"type": "string"}}
+}
+
+
+def _if_match_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='The version you last read, as its ETag (`"3"`) or bare (`3`).',
+        ),
+    ] = None,
+) -> int | None:
+    if if_match is None:
+        return None
+    match = _IF_MATCH.match(if_match)
+    version = int(match.group(1) or match.group(2)) if match else 0
+    if not 1 <= version <= MAX_VERSION:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("header", "If-Match"),
+                    "msg": 'Must be a task version such as "3"',
+                    "input": if_match,
+                }
+            ]
+        )
+    return version
+
+
+IfMatchVersion = Annotated[int | None, Depends(_if_match_version)]
+
+
+def _set_etag(response: Response, task: Task) -> None:
+    response.headers["ETag"] = f'"{task.version}"'
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    summary="Create a task",
+    description="Status starts as `pending` and version as 1, whatever the body says.",
+    responses={
+        201: {"headers": {**_ETAG_HEADER, "Location": {"schema": {"type": "string"}}}},
+        **problem_responses(400, 401, 403),
+    },
+)
+async def create_task(
+    body: TaskCreate, session: SessionDep, user: ActiveUser, request: Request, response: Response
+) -> Task:
+    task = await service.create_task(session=session, user=user, data=body)
+    _set_etag(response, task)
+    response.headers["Location"] = str(request.url_for("get_task", task_id=task.id))
+    return task
+
+
+@router.get(
+    "",
+    response_model=TaskPage,
+    summary="List your tasks",
+    description=(
+        "Filters combine with AND. Default order: newest first (`created_at desc`). "
+        "Deleted tasks never appear."
+    ),
+    responses=problem_responses(400, 401, 403),
+)
+async def list_tasks(
+    query: Annotated[TaskListQuery, Query()],
+    paging: Annotated[PageParams, Query()],
+    session: SessionDep,
+    user: ActiveUser,
+) -> Page[Task]:
+    return await service.list_tasks(session=session, user=user, query=query, paging=paging)
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    summary="Get one task",
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
+)
+async def get_task(
+    task_id: uuid.UUID, session: SessionDep, user: ActiveUser, response: Response
+) -> Task:
+    task = await service.get_task(session=session, user=user, task_id=task_id)
+    _set_etag(response, task)
+    return task
+
+
+@router.patch(
+    "/{task_id}",
+    response_model=TaskRead,
+    summary="Change a task",
+    description=(
+        "Only the fields sent change; `null` clears description or due_date. Send the "
+        "version you last read as `version` or `If-Match` (if both, they must agree): a "
+        "stale one answers 409 `version_conflict` with `current_version`, none answers 428."
+    ),
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        **problem_responses(400, 401, 403, 404, 409, 428),
+    },
+)
+async def update_task(
+    task_id: uuid.UUID,
+    body: TaskUpdate,
+    if_match: IfMatchVersion,
+    session: SessionDep,
+    user: ActiveUser,
+    response: Response,
+) -> Task:
+    task = await service.update_task(
+        session=session, user=user, task_id=task_id, changes=body, if_match=if_match
+    )
+    _set_etag(response, task)
+    return task
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a task",
+    description="The task disappears from every answer; a second delete is 404.",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def delete_task(task_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
+    await service.delete_task(session=session, user=user, task_id=task_id)

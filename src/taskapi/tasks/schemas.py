@@ -1,0 +1,197 @@
+"""Bodies and query parameters of the task endpoints.
+
+Every datetime that comes in is made timezone-aware: a naive one is taken as UTC. Every
+datetime that goes out is UTC with an offset (`Z`).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.config import JsonDict
+
+from taskapi.categories.schemas import CategoryRead
+from taskapi.core.pagination import PageRead, SortOrder
+from taskapi.tasks.models import TaskPriority, TaskStatus
+
+MAX_VERSION = 2**31 - 1
+"""`tasks.version` is a 32-bit integer; a larger number can never match and must not reach
+the database driver."""
+
+MAX_SEARCH_LENGTH = 200
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _not_in_past(value: datetime) -> datetime:
+    if value < datetime.now(UTC):
+        raise ValueError("Due date must not be in the past")
+    return value
+
+
+UTCDatetime = Annotated[datetime, AfterValidator(as_utc)]
+DueDate = Annotated[datetime, AfterValidator(as_utc), AfterValidator(_not_in_past)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+
+_TASK_EXAMPLE: dict[str, JsonValue] = {
+    "id": "01937a4e-9d3c-7f52-8b68-4d2e3c5f6a71",
+    "title": "Write the quarterly report",
+    "description": "Numbers from finance, charts from the dashboard.",
+    "status": "pending",
+    "priority": "high",
+    "due_date": "2030-12-01T17:00:00Z",
+    "version": 1,
+    "categories": [
+        {
+            "id": "01937a4e-8c2b-7e41-9a57-3c1d2b4e5f60",
+            "name": "Work",
+            "color": "#6366F1",
+            "created_at": "2026-11-21T08:00:00Z",
+            "updated_at": "2026-11-21T08:00:00Z",
+        }
+    ],
+    "created_at": "2026-11-21T08:00:00Z",
+    "updated_at": "2026-11-21T08:00:00Z",
+}
+
+
+class TaskCreate(BaseModel):
+    """Unknown fields (`id`, `status`, `version`, …) are ignored: the server sets those."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "title": "Write the quarterly report",
+                "description": "Numbers from finance, charts from the dashboard.",
+                "priority": "high",
+                "due_date": "2030-12-01T17:00:00Z",
+            }
+        }
+    )
+
+    title: Title = Field(description="3-200 characters after trimming.")
+    description: Description | None = Field(None, description="At most 2000 characters.")
+    priority: TaskPriority = TaskPriority.MEDIUM
+    due_date: DueDate | None = Field(
+        None, description="Not in the past. Without an offset it is taken as UTC."
+    )
+
+
+def _not_nullable(schema: JsonDict) -> None:
+    """Document a field that may be absent but not null without the null branch."""
+    branches = schema.pop("anyOf", [])
+    if isinstance(branches, list):
+        schema.update(next(b for b in branches if isinstance(b, dict) and b.get("type") != "null"))
+    schema.pop("default", None)
+
+
+class TaskUpdate(BaseModel):
+    """A partial update: an absent field stays as it is, `null` clears description or
+    due_date. The task's current `version` is required here or as `If-Match`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"status": "in_progress", "due_date": None, "version": 1}}
+    )
+
+    title: Title | None = Field(
+        None, description="3-200 characters after trimming.", json_schema_extra=_not_nullable
+    )
+    description: Description | None = Field(None, description="`null` clears it.")
+    status: TaskStatus | None = Field(None, json_schema_extra=_not_nullable)
+    priority: TaskPriority | None = Field(None, json_schema_extra=_not_nullable)
+    due_date: DueDate | None = Field(None, description="Not in the past; `null` clears it.")
+    version: Version | None = Field(
+        None,
+        description="The version you last read. If `If-Match` is sent too, the two must agree.",
+    )
+
+    @field_validator("title", "status", "priority")
+    @classmethod
+    def _absent_but_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("May be left out but not null")
+        return value
+
+
+class TaskRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": _TASK_EXAMPLE})
+
+    id: uuid.UUID
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: TaskPriority
+    due_date: UTCDatetime | None
+    version: int = Field(description="Grows by one with every change; send it back to PATCH.")
+    categories: list[CategoryRead]
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class TaskPage(PageRead[TaskRead]):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"items": [_TASK_EXAMPLE], "total": 1, "page": 1, "limit": 20, "pages": 1}
+        }
+    )
+
+
+class TaskSortField(enum.StrEnum):
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    DUE_DATE = "due_date"
+    PRIORITY = "priority"
+    TITLE = "title"
+    STATUS = "status"
+
+
+class TaskListQuery(BaseModel):
+    status: TaskStatus | None = None
+    priority: TaskPriority | None = None
+    due_date_from: UTCDatetime | None = Field(None, description="Due at or after (inclusive).")
+    due_date_to: UTCDatetime | None = Field(None, description="Due at or before (inclusive).")
+    category_id: uuid.UUID | None = Field(None, description="Only tasks in this category.")
+    q: str | None = Field(
+        None,
+        max_length=MAX_SEARCH_LENGTH,
+        description="Case-insensitive substring of the title or the description.",
+    )
+    sort_by: TaskSortField = Field(
+        TaskSortField.CREATED_AT,
+        description=(
+            "priority sorts low < medium < high; status pending < in_progress < completed; "
+            "title case-insensitively by character code; tasks without a due date come last "
+            "in both directions. Ties are broken by id in the same direction."
+        ),
+    )
+    sort_order: SortOrder = SortOrder.DESC
+
+    @field_validator("q")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        return (value.strip() or None) if value is not None else None
+
+    @field_validator("due_date_to")
+    @classmethod
+    def _range_in_order(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("due_date_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError("Must not be before due_date_from")
+        return value

@@ -1,0 +1,265 @@
+"""Task rules and queries. Every query goes through `_owned`, so another user's task and a
+deleted one are invisible in exactly the same way as a missing one."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from taskapi.auth.models import User
+from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired
+from taskapi.core.models import utcnow
+from taskapi.core.pagination import Page, PageParams, SortOrder
+from taskapi.tasks.models import Task, TaskPriority, TaskStatus, task_categories
+from taskapi.tasks.schemas import TaskCreate, TaskListQuery, TaskSortField, TaskUpdate
+
+LIKE_ESCAPE = "\\"
+
+
+class TaskNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Task not found.")
+
+
+class VersionConflict(Conflict):
+    code = "version_conflict"
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(
+            "The task has changed since you read it; reload it and apply your change again.",
+            extra={"current_version": current_version},
+        )
+
+
+def _owned(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """The one scope of every task query: this user's tasks that are not deleted."""
+    return and_(Task.user_id == user_id, Task.deleted_at.is_(None))
+
+
+def _owned_task(user_id: uuid.UUID, task_id: uuid.UUID) -> ColumnElement[bool]:
+    return and_(_owned(user_id), Task.id == task_id)
+
+
+async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) -> Task:
+    now = utcnow()
+    task = Task(
+        user_id=user.id,
+        title=data.title,
+        description=data.description,
+        priority=data.priority,
+        due_date=data.due_date,
+        status=TaskStatus.PENDING,
+        version=1,
+        categories=[],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(task)
+    await session.flush()
+    return task
+
+
+async def get_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> Task:
+    """The user's live task with its categories loaded; TaskNotFound (404) otherwise."""
+    task = await session.scalar(
+        select(Task).where(_owned_task(user.id, task_id)).options(selectinload(Task.categories))
+    )
+    if task is None:
+        raise TaskNotFound
+    return task
+
+
+@dataclass(frozen=True)
+class ListStatements:
+    count: Select[int]
+    page: Select[Task]
+
+
+def list_statements(
+    *, user_id: uuid.UUID, query: TaskListQuery, paging: PageParams, dialect: Dialect
+) -> ListStatements:
+    """The count and the page of a task list, as `list_tasks` runs them (EXPLAIN reads them)."""
+    criteria = [_owned(user_id), *_filters(query)]
+    key = _sort_key(query.sort_by, dialect)
+    ascending = query.sort_order is SortOrder.ASC
+    ordered_key = key.asc() if ascending else key.desc()
+    if query.sort_by is TaskSortField.DUE_DATE:
+        ordered_key = ordered_key.nulls_last()
+    page = (
+        select(Task)
+        .where(*criteria)
+        .order_by(ordered_key, Task.id.asc() if ascending else Task.id.desc())
+        .limit(paging.limit)
+        .offset(paging.offset)
+        .options(selectinload(Task.categories))
+    )
+    count = select(func.count()).select_from(Task).where(*criteria)
+    return ListStatements(count=count, page=page)
+
+
+async def list_tasks(
+    *, session: AsyncSession, user: User, query: TaskListQuery, paging: PageParams
+) -> Page[Task]:
+    statements = list_statements(
+        user_id=user.id, query=query, paging=paging, dialect=session.get_bind().dialect
+    )
+    total = await session.scalar(statements.count) or 0
+    items = list(await session.scalars(statements.page)) if paging.offset < total else []
+    return Page(items=items, total=total, page=paging.page, limit=paging.limit)
+
+
+def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if query.status is not None:
+        filters.append(Task.status == query.status)
+    if query.priority is not None:
+        filters.append(Task.priority == query.priority)
+    if query.due_date_from is not None:
+        filters.append(Task.due_date >= query.due_date_from)
+    if query.due_date_to is not None:
+        filters.append(Task.due_date <= query.due_date_to)
+    if query.category_id is not None:
+        filters.append(
+            exists().where(
+                task_categories.c.task_id == Task.id,
+                task_categories.c.category_id == query.category_id,
+            )
+        )
+    if query.q is not None:
+        pattern = f"%{_escape_like(query.q)}%"
+        filters.append(
+            or_(
+                Task.title.ilike(pattern, escape=LIKE_ESCAPE),
+                Task.description.ilike(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+    return filters
+
+
+def _escape_like(text: str) -> str:
+    """The user's `%` and `_` are characters to find, not wildcards."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return text
+
+
+def _sort_key(field: TaskSortField, dialect: Dialect) -> SQLColumnExpression[Any]:
+    match field:
+        case TaskSortField.PRIORITY:
+            return _ordinal(Task.priority, TaskPriority, dialect)
+        case TaskSortField.STATUS:
+            return _ordinal(Task.status, TaskStatus, dialect)
+        case TaskSortField.TITLE:
+            title = func.lower(Task.title)
+            # Byte order, as SQLite compares: the same list on every backend and locale.
+            return title.collate("C") if dialect.name == "postgresql" else title
+        case TaskSortField.DUE_DATE:
+            return Task.due_date
+        case TaskSortField.UPDATED_AT:
+            return Task.updated_at
+        case TaskSortField.CREATED_AT:
+            return Task.created_at
+
+
+def _ordinal(
+    column: SQLColumnExpression[Any], members: type[enum.StrEnum], dialect: Dialect
+) -> SQLColumnExpression[Any]:
+    """Enum members in declaration order. A PostgreSQL enum already sorts that way (and can
+    use its index); SQLite stores the text, which would sort alphabetically."""
+    if dialect.name == "postgresql":
+        return column
+    return case({member: position for position, member in enumerate(members)}, value=column)
+
+
+def _expected_version(body_version: int | None, if_match: int | None) -> int:
+    if body_version is None:
+        if if_match is None:
+            raise PreconditionRequired(
+                "Send the version you last read, as `version` in the body or as If-Match."
+            )
+        return if_match
+    if if_match is not None and if_match != body_version:
+        raise BadRequest("`version` in the body and If-Match disagree.")
+    return body_version
+
+
+async def update_task(
+    *,
+    session: AsyncSession,
+    user: User,
+    task_id: uuid.UUID,
+    changes: TaskUpdate,
+    if_match: int | None = None,
+) -> Task:
+    """Apply `changes` only if the task is still at the version the client read.
+
+    The check and the write are one UPDATE, so of concurrent writers holding the same
+    version exactly one wins; the others find no row and get VersionConflict.
+    """
+    expected = _expected_version(changes.version, if_match)
+    values = changes.model_dump(exclude_unset=True, exclude={"version"})
+    task = await session.scalar(
+        update(Task)
+        .where(_owned_task(user.id, task_id), Task.version == expected)
+        .values(**values, version=Task.version + 1, updated_at=utcnow())
+        .returning(Task)
+        .options(selectinload(Task.categories))
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    if task is not None:
+        return task
+    current_version = await session.scalar(
+        select(Task.version).where(_owned_task(user.id, task_id))
+    )
+    if current_version is None:
+        raise TaskNotFound
+    raise VersionConflict(current_version)
+
+
+async def delete_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> None:
+    """Soft delete: the row stays with `deleted_at` set and drops out of every query."""
+    deleted = await session.scalar(
+        update(Task)
+        .where(_owned_task(user.id, task_id))
+        .values(deleted_at=utcnow())
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )
+    if deleted is None:
+        raise TaskNotFound
+
+
+async def touch_task(*, session: AsyncSession, task: Task) -> None:
+    """Record a change made beside the task's own columns (its categories): version + 1 and
+    a new updated_at, in one atomic UPDATE, so a client holding the old version gets 409."""
+    now = utcnow()
+    version = await session.scalar(
+        update(Task)
+        .where(_owned_task(task.user_id, task.id))
+        .values(version=Task.version + 1, updated_at=now)
+        .returning(Task.version)
+        .execution_options(synchronize_session=False)
+    )
+    if version is None:
+        raise TaskNotFound
+    set_committed_value(task, "version", version)
+    set_committed_value(task, "updated_at", now)

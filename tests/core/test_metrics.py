@@ -1,0 +1,195 @@
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from taskapi.core.config import Settings
+from taskapi.core.metrics import AUTH_FAILURE_REASONS, record_auth_failure
+from tests.conftest import SettingsFactory, make_client
+from tests.core.conftest import ServeFactory
+
+Samples = Counter[tuple[str, frozenset[tuple[str, str]]]]
+TEMPLATE = "/api/v1/probe-metrics/items/{item_id}"
+
+probe = APIRouter(prefix="/api/v1/probe-metrics")
+
+
+@probe.get("/items/{item_id}")
+async def item(item_id: int) -> dict[str, int]:
+    return {"id": item_id}
+
+
+def parse(exposition: str) -> Samples:
+    samples: Samples = Counter()
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] += sample.value
+    return samples
+
+
+async def scrape(client: httpx.AsyncClient) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def metrics_app(
+    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any], **overrides: Any
+) -> FastAPI:
+    app: FastAPI = await app_factory(make_settings(enable_metrics=True, **overrides))
+    app.include_router(probe)
+    return app
+
+
+async def test_metrics_off_means_no_endpoint(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_requests_are_labelled_by_route_template_never_raw_path(
+    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+) -> None:
+    app = await metrics_app(make_settings, app_factory)
+    unknown = f"/api/v1/nothing-{uuid.uuid4().hex}"
+    async with make_client(app) as client:
+        before = await scrape(client)
+        assert (await client.get("/api/v1/probe-metrics/items/1")).status_code == 200
+        assert (await client.get("/api/v1/probe-metrics/items/2")).status_code == 200
+        assert (await client.get("/api/v1/probe-metrics/items/3/")).status_code == 307
+        assert (await client.get(unknown)).status_code == 404
+        assert (await client.post("/health/live")).status_code == 405
+        after = await scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    requests = "http_requests_total"
+    assert delta(requests, handler=TEMPLATE, method="GET", status="200") == 2
+    assert delta(requests, handler="none", method="GET", status="307") == 1
+    assert delta(requests, handler="none", method="GET", status="404") == 1
+    assert delta(requests, handler="/health/live", method="POST", status="405") == 1
+    duration = "http_request_duration_seconds_count"
+    assert delta(duration, handler=TEMPLATE, method="GET") == 2
+    handlers = {dict(labels).get("handler") for _, labels in after}
+    assert not any(h and ("/items/1" in h or "/items/3" in h or "nothing-" in h) for h in handlers)
+
+
+async def test_auth_failures_counter_has_a_bounded_label_set(
+    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+) -> None:
+    app = await metrics_app(make_settings, app_factory)
+    async with make_client(app) as client:
+        before = await scrape(client)
+        record_auth_failure("invalid_credentials")
+        record_auth_failure("invalid_credentials")
+        record_auth_failure("account_locked")
+        record_auth_failure(f"attacker-chosen-{uuid.uuid4().hex}")
+        after = await scrape(client)
+
+    def delta(reason: str) -> float:
+        name = "auth_failures_total"
+        return value(after, name, reason=reason) - value(before, name, reason=reason)
+
+    assert delta("invalid_credentials") == 2
+    assert delta("account_locked") == 1
+    assert delta("other") == 1
+    reasons = {dict(labels)["reason"] for name, labels in after if name == "auth_failures_total"}
+    assert reasons == AUTH_FAILURE_REASONS
+
+
+async def test_rate_limit_rejections_are_counted(
+    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+) -> None:
+    app = await metrics_app(
+        make_settings, app_factory, enable_rate_limiting=True, rate_limit_anonymous_per_minute=1
+    )
+    async with make_client(app) as client:
+        before = await scrape(client)
+        statuses = [(await client.get("/api/v1/x")).status_code for _ in range(3)]
+        after = await scrape(client)
+        for _ in range(3):
+            await scrape(client)
+
+    name = "rate_limit_rejections_total"
+    assert statuses == [404, 429, 429]
+    assert value(after, name, scope="anonymous") - value(before, name, scope="anonymous") == 2
+    assert value(after, name, scope="user") - value(before, name, scope="user") == 0
+    delta_429 = value(after, "http_requests_total", handler="none", method="GET", status="429")
+    delta_429 -= value(before, "http_requests_total", handler="none", method="GET", status="429")
+    assert delta_429 == 2
+
+
+def served_by_worker(multiproc_dir: Path, handler: str) -> dict[str, float]:
+    """Requests to `handler` per worker PID, read from each worker's own counter file."""
+    served: dict[str, float] = {}
+    for path in multiproc_dir.glob("counter_*.db"):
+        pid = path.stem.removeprefix("counter_")
+        served[pid] = sum(
+            sample.value
+            for metric in MultiProcessCollector.merge([str(path)], accumulate=True)
+            for sample in metric.samples
+            if sample.name == "http_requests_total" and sample.labels.get("handler") == handler
+        )
+    return served
+
+
+async def test_metrics_add_up_across_two_uvicorn_workers(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """`taskapi serve` with WORKERS=2 makes a fresh multiprocess directory (under TMPDIR,
+    pointed here so the test can look), and whichever worker answers /metrics reports the
+    requests of both."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    server = await asyncio.to_thread(
+        serve,
+        {
+            "APP_ENV": "development",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}",
+            "REDIS_URL": "",
+            "WORKERS": "2",
+            "ENABLE_METRICS": "true",
+            "ENABLE_RATE_LIMITING": "false",
+            "TMPDIR": str(tmpdir),
+        },
+    )
+    (multiproc_dir,) = tmpdir.glob("taskapi-metrics-*")
+
+    async def one_request() -> None:
+        # A connection of its own per request, so that both workers get to accept some.
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as fresh:
+            assert (await fresh.get("/health")).status_code == 200
+
+    sent = 0
+    while True:
+        await one_request()
+        sent += 1
+        per_worker = served_by_worker(multiproc_dir, "/health")
+        if sent >= 20 and len(per_worker) == 2 and all(per_worker.values()):
+            break
+        assert sent < 400, f"one worker accepted every connection: {per_worker}"
+    assert sum(per_worker.values()) == sent
+
+    for _ in range(6):
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as fresh:
+            samples = await scrape(fresh)
+        assert (
+            value(samples, "http_requests_total", handler="/health", method="GET", status="200")
+            == sent
+        )
+        assert value(samples, "auth_failures_total", reason="invalid_credentials") == 0
+
+    await asyncio.to_thread(server.stop)
+    assert server.process.returncode == 0
+    assert not multiproc_dir.exists()

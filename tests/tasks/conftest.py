@@ -1,0 +1,89 @@
+"""Users and tasks made straight in the database for the task tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.auth.models import User
+from taskapi.categories.models import Category
+from taskapi.core.config import Settings
+from taskapi.tasks.models import Task, task_categories
+from tests.factories import SignedIn, sign_in
+
+TASKS = "/api/v1/tasks"
+
+AddTask = Callable[..., Awaitable[Task]]
+
+
+def in_days(days: float) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+@pytest.fixture
+async def alice(session: AsyncSession, settings: Settings) -> SignedIn:
+    return await sign_in(session, settings)
+
+
+@pytest.fixture
+async def bob(session: AsyncSession, settings: Settings) -> SignedIn:
+    return await sign_in(session, settings)
+
+
+@pytest.fixture
+def add_task(session: AsyncSession) -> AddTask:
+    """Inserts a task for a user, bypassing the API's rules (past due dates, set timestamps)."""
+
+    async def add(user: User, title: str = "A task", **fields: Any) -> Task:
+        task = Task(user_id=user.id, title=title, **fields)
+        session.add(task)
+        await session.commit()
+        return task
+
+    return add
+
+
+async def add_category(session: AsyncSession, user: User, name: str) -> Category:
+    category = Category(user_id=user.id, name=name)
+    session.add(category)
+    await session.commit()
+    return category
+
+
+async def link(session: AsyncSession, task: Task, *categories: Category) -> None:
+    await session.execute(
+        insert(task_categories),
+        [{"task_id": task.id, "category_id": category.id} for category in categories],
+    )
+    await session.commit()
+
+
+async def stored(session: AsyncSession, task_id: Any) -> Task | None:
+    """The row as the database holds it now, not as this session remembers it."""
+    task = await session.get(Task, task_id, populate_existing=True)
+    await session.commit()
+    return task
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    return body
+
+
+def error_fields(response: httpx.Response) -> set[str]:
+    body = assert_problem(response, 400, "validation_error")
+    return {error["field"] for error in body["errors"]}
