@@ -11,6 +11,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taskapi import health
 from taskapi.categories.router import router as categories_router
+from taskapi.categories.router import task_categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks_router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
+    app.include_router(task_categories_router, prefix=API_PREFIX)
     _add_middleware(app, settings)
     return app
 

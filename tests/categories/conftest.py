@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.categories.models import Category
 from taskapi.core.config import Settings
+from taskapi.tasks.models import Task, task_categories
 from tests.factories import SignedIn, sign_in
 
 CATEGORIES = "/api/v1/categories"
@@ -67,3 +68,34 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 def field_errors(body: dict[str, Any]) -> set[str]:
     return {error["field"] for error in body["errors"]}
+
+
+TASKS = "/api/v1/tasks"
+
+
+async def create_task(client: httpx.AsyncClient, who: SignedIn, title: str) -> dict[str, Any]:
+    response = await client.post(TASKS, json={"title": title}, headers=who.headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def link_path(task: dict[str, Any] | str, category: dict[str, Any] | str) -> str:
+    task_id = task if isinstance(task, str) else task["id"]
+    category_id = category if isinstance(category, str) else category["id"]
+    return f"{TASKS}/{task_id}/categories/{category_id}"
+
+
+async def stored_links(session: AsyncSession) -> set[tuple[str, str]]:
+    """Every (task_id, category_id) row of task_categories."""
+    rows = (await session.execute(select(task_categories))).all()
+    await session.commit()
+    return {(str(task_id), str(category_id)) for task_id, category_id in rows}
+
+
+async def stored_task(session: AsyncSession, task_id: str) -> Task:
+    session.expunge_all()
+    task = await session.get(Task, uuid.UUID(task_id))
+    await session.commit()
+    assert task is not None
+    return task
