@@ -64,8 +64,16 @@ async def create_user(
     return user
 
 
-def bearer_headers(settings: Settings, user: User) -> dict[str, str]:
-    token = create_access_token(settings=settings, user_id=user.id, email=user.email)
+def bearer_headers(
+    settings: Settings, user: User, *, session_id: uuid.UUID | None = None
+) -> dict[str, str]:
+    """An access token as a login would issue; `session_id` names its refresh-token family."""
+    token = create_access_token(
+        settings=settings,
+        user_id=user.id,
+        email=user.email,
+        session_id=session_id or uuid.uuid4(),
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

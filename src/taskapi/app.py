@@ -10,6 +10,9 @@ from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taskapi import health
+from taskapi.auth import router as auth_router
+from taskapi.auth import users_router
+from taskapi.auth.emails import create_email_backend
 from taskapi.categories.router import router as categories_router
 from taskapi.categories.router import task_categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
@@ -71,10 +74,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.redis = create_redis(settings.redis_url) if settings.redis_url else None
     app.state.password_hasher = PasswordHasher()
+    app.state.email_backend = create_email_backend(settings)
 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tasks_router, prefix=API_PREFIX)
+    app.include_router(auth_router.router, prefix=API_PREFIX)
+    app.include_router(users_router.router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
     app.include_router(task_categories_router, prefix=API_PREFIX)
     _add_middleware(app, settings)

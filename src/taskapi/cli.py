@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -49,7 +51,14 @@ def prometheus_multiprocess_dir(settings: Settings) -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop the
+    # operator asked for is a clean exit (0), before start-up as after it.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     migrations.upgrade(settings)
     with prometheus_multiprocess_dir(settings):
         _run_uvicorn(settings)

@@ -12,7 +12,12 @@ from taskapi.auth.models import User
 from taskapi.core.config import Settings
 from taskapi.core.db import session_per_request
 from taskapi.core.errors import EmailNotVerified, Unauthorized
-from taskapi.core.security import InvalidToken, PasswordHasher, decode_access_token
+from taskapi.core.security import (
+    AccessClaims,
+    InvalidToken,
+    PasswordHasher,
+    decode_access_token,
+)
 
 
 def get_settings_from_app(request: Request) -> Settings:
@@ -33,18 +38,22 @@ PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> User:
+async def get_access_claims(
+    settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> AccessClaims:
     if not token:
         raise Unauthorized("Not authenticated")
     try:
-        claims = decode_access_token(settings=settings, token=token)
+        return decode_access_token(settings=settings, token=token)
     except InvalidToken as error:
         raise Unauthorized() from error
+
+
+AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
+"""The verified claims of the bearer token; FastAPI decodes it once per request."""
+
+
+async def get_current_user(request: Request, session: SessionDep, claims: AccessClaimsDep) -> User:
     user = await session.get(User, claims.user_id)
     if user is None:
         raise Unauthorized()

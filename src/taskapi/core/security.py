@@ -22,7 +22,7 @@ ARGON2_MEMORY_KIB = 19 * 1024
 ARGON2_TIME_COST = 2
 ARGON2_PARALLELISM = 1
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
-REQUIRED_CLAIMS = ["sub", "email", "iat", "exp", "jti", "type", "iss", "aud"]
+REQUIRED_CLAIMS = ["sub", "email", "iat", "exp", "jti", "sid", "type", "iss", "aud"]
 
 
 class InvalidToken(Exception):
@@ -74,9 +74,13 @@ class AccessClaims:
     email: str
     issued_at: float
     token_id: str
+    session_id: uuid.UUID
+    """The refresh-token family the access token was issued with (claim `sid`)."""
 
 
-def create_access_token(*, settings: Settings, user_id: uuid.UUID, email: str) -> str:
+def create_access_token(
+    *, settings: Settings, user_id: uuid.UUID, email: str, session_id: uuid.UUID
+) -> str:
     now = time.time()
     payload = {
         "sub": str(user_id),
@@ -85,6 +89,7 @@ def create_access_token(*, settings: Settings, user_id: uuid.UUID, email: str) -
         "iat": round(now, 6),
         "exp": int(now + settings.access_token_expire_minutes * 60),
         "jti": uuid.uuid4().hex,
+        "sid": str(session_id),
         "type": ACCESS_TOKEN_TYPE,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
@@ -117,24 +122,33 @@ def decode_access_token(*, settings: Settings, token: str) -> AccessClaims:
 def _claims(payload: dict[str, object]) -> AccessClaims:
     if payload.get("type") != ACCESS_TOKEN_TYPE:
         raise InvalidToken("not an access token")
-    subject, email, issued_at, token_id = (
+    subject, email, issued_at, token_id, session = (
         payload["sub"],
         payload["email"],
         payload["iat"],
         payload["jti"],
+        payload["sid"],
     )
     if not (
         isinstance(subject, str)
         and isinstance(email, str)
         and isinstance(issued_at, int | float)
         and isinstance(token_id, str)
+        and isinstance(session, str)
     ):
         raise InvalidToken("malformed claims")
     try:
         user_id = uuid.UUID(subject)
+        session_id = uuid.UUID(session)
     except ValueError as error:
-        raise InvalidToken("malformed subject") from error
-    return AccessClaims(user_id=user_id, email=email, issued_at=float(issued_at), token_id=token_id)
+        raise InvalidToken("malformed subject or session") from error
+    return AccessClaims(
+        user_id=user_id,
+        email=email,
+        issued_at=float(issued_at),
+        token_id=token_id,
+        session_id=session_id,
+    )
 
 
 def new_opaque_token() -> str:

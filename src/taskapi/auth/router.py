@@ -1,0 +1,212 @@
+"""Registration, verification, sign-in, sessions and password reset under /auth."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from taskapi.auth import service
+from taskapi.auth.emails import OutboxDep
+from taskapi.auth.models import User
+from taskapi.auth.schemas import (
+    Accepted,
+    EmailRequest,
+    LoginForm,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    ResetPasswordRequest,
+    TokenResponse,
+    UserRead,
+    VerifyEmailRequest,
+)
+from taskapi.core.deps import CurrentUser, PasswordHasherDep, SessionDep, SettingsDep
+from taskapi.core.errors import problem_responses
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+EMAIL_ON_ITS_WAY = Accepted(
+    detail="If the address belongs to an account that needs it, an email is on its way."
+)
+
+_LOGIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": LoginForm.model_json_schema()},
+        },
+    }
+}
+
+
+async def login_credentials(request: Request) -> LoginRequest:
+    """JSON `{email, password}`, or the OAuth2 password form (`username`, `password`) that
+    the Authorize button of /docs posts: one path serves both."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    try:
+        if content_type in FORM_CONTENT_TYPES:
+            form = LoginForm.model_validate(dict((await request.form()).items()))
+            return LoginRequest(email=form.username, password=form.password)
+        body = await request.body()
+        if not body:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+            )
+        return LoginRequest.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from error
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenResponse,
+    summary="Create an account",
+    description="Signs the new account in at once. It stays inactive (no tasks or "
+    "categories) until the emailed verification link is used.",
+    responses=problem_responses(400, 409),
+)
+async def register(
+    body: RegisterRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    outbox: OutboxDep,
+) -> service.SessionTokens:
+    return await service.register(
+        session=session,
+        settings=settings,
+        hasher=hasher,
+        outbox=outbox,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+    )
+
+
+@router.post(
+    "/verify-email",
+    response_model=UserRead,
+    summary="Verify the email address with the emailed token",
+    responses=problem_responses(400),
+)
+async def verify_email(body: VerifyEmailRequest, session: SessionDep) -> User:
+    return await service.verify_email(session=session, token=body.token)
+
+
+@router.post(
+    "/resend-verification",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    summary="Send a new verification email",
+    description="The answer is the same whether or not the address has an account.",
+    responses=problem_responses(400),
+)
+async def resend_verification(
+    body: EmailRequest, session: SessionDep, settings: SettingsDep, outbox: OutboxDep
+) -> Accepted:
+    await service.resend_verification(
+        session=session, settings=settings, outbox=outbox, email=body.email
+    )
+    return EMAIL_ON_ITS_WAY
+
+
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    summary="Sign in",
+    description="JSON `{email, password}` or an OAuth2 password form (`username`, "
+    "`password`). Five failures in a row lock the account for 15 minutes.",
+    responses=problem_responses(400, 401, 403),
+    openapi_extra=_LOGIN_BODY,
+)
+async def login(
+    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+) -> service.SessionTokens:
+    return await service.login(
+        session=session,
+        settings=settings,
+        hasher=hasher,
+        email=credentials.email,
+        password=credentials.password,
+    )
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    summary="Trade a refresh token for a new pair",
+    description="The presented refresh token is dead afterwards. Presenting it again "
+    "ends its whole session.",
+    responses=problem_responses(400, 401),
+)
+async def refresh(
+    body: RefreshRequest, session: SessionDep, settings: SettingsDep
+) -> service.SessionTokens:
+    return await service.refresh(
+        session=session, settings=settings, refresh_token=body.refresh_token
+    )
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="End the session of a refresh token",
+    responses=problem_responses(400, 401),
+)
+async def logout(body: RefreshRequest, user: CurrentUser, session: SessionDep) -> None:
+    await service.logout(session=session, user_id=user.id, refresh_token=body.refresh_token)
+
+
+@router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="End every session",
+    description="Revokes every refresh token and every access token issued until now.",
+    responses=problem_responses(401),
+)
+async def logout_all(user: CurrentUser, session: SessionDep) -> None:
+    await service.logout_all(session=session, user_id=user.id)
+
+
+@router.post(
+    "/forgot-password",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    summary="Email a password reset link",
+    description="The answer is the same whether or not the address has an account.",
+    responses=problem_responses(400),
+)
+async def forgot_password(
+    body: EmailRequest, session: SessionDep, settings: SettingsDep, outbox: OutboxDep
+) -> Accepted:
+    await service.forgot_password(
+        session=session, settings=settings, outbox=outbox, email=body.email
+    )
+    return EMAIL_ON_ITS_WAY
+
+
+@router.post(
+    "/reset-password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Set a new password with the emailed token",
+    description="Ends every session and lifts a lockout.",
+    responses=problem_responses(400),
+)
+async def reset_password(
+    body: ResetPasswordRequest, session: SessionDep, hasher: PasswordHasherDep
+) -> None:
+    await service.reset_password(
+        session=session, hasher=hasher, token=body.token, new_password=body.new_password
+    )

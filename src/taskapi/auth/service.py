@@ -1,0 +1,483 @@
+"""Account rules: registration, verification, sign-in with lockout, sessions and passwords.
+
+Every change to a user row is made here, on a row this module loads or updates through the
+request's session itself (never on the CurrentUser object, which a cache may one day hand
+out detached), so invalidating a cached user has exactly one home.
+
+A session is a refresh-token family: one per login or registration, carried by every access
+token as its `sid` claim, rotated on each refresh.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+import structlog
+from sqlalchemy import case, delete, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.auth.emails import Outbox, password_reset_email, verification_email
+from taskapi.auth.models import RefreshToken, User
+from taskapi.core.config import Settings
+from taskapi.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from taskapi.core.models import UTCDateTime, new_id, utcnow
+from taskapi.core.security import (
+    PasswordHasher,
+    create_access_token,
+    hash_token,
+    new_opaque_token,
+)
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT_DURATION = timedelta(minutes=15)
+VERIFICATION_TOKEN_LIFETIME = timedelta(hours=24)
+RESET_TOKEN_LIFETIME = timedelta(hours=1)
+
+log = structlog.get_logger("taskapi.auth")
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+
+
+class InvalidRefreshToken(Unauthorized):
+    code = "invalid_refresh_token"
+
+
+class AccountLocked(Forbidden):
+    code = "account_locked"
+
+    def __init__(self, locked_until: datetime) -> None:
+        super().__init__(
+            "Too many failed sign-ins. Try again after the time in locked_until.",
+            extra={"locked_until": locked_until.isoformat()},
+            # The fifth failure raises this after counting itself: that count must stay.
+            keep_changes=True,
+        )
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class InvalidLinkToken(BadRequest):
+    """A verification or reset token that is unknown, expired or already used."""
+
+    code = "invalid_token"
+
+
+class IncorrectPassword(BadRequest):
+    code = "incorrect_password"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+
+
+def _bad_credentials() -> InvalidCredentials:
+    """One body for an unknown email and a wrong password; kept so a failure count stays."""
+    return InvalidCredentials("Incorrect email or password.", keep_changes=True)
+
+
+async def register(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    outbox: Outbox,
+    email: str,
+    password: str,
+    full_name: str,
+) -> SessionTokens:
+    # Hash before touching the database: on SQLite the first statement takes the write lock.
+    password_hash = await hasher.hash(password)
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise EmailTaken("An account with this email already exists.")
+    token = new_opaque_token()
+    user = User(
+        email=email,
+        password_hash=password_hash,
+        full_name=full_name,
+        is_active=False,
+        email_verification_token_hash=hash_token(token),
+        email_verification_expires_at=utcnow() + VERIFICATION_TOKEN_LIFETIME,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        # A concurrent registration of the same email committed between our check and insert.
+        raise EmailTaken("An account with this email already exists.") from error
+    tokens = await _start_session(session=session, settings=settings, user=user)
+    outbox.send(verification_email(settings=settings, to=email, full_name=full_name, token=token))
+    return tokens
+
+
+async def verify_email(*, session: AsyncSession, token: str) -> User:
+    """One conditional UPDATE, so a token can be used once even by racing requests."""
+    user = await session.scalar(
+        update(User)
+        .where(
+            User.email_verification_token_hash == hash_token(token),
+            User.email_verification_expires_at > utcnow(),
+        )
+        .values(
+            is_active=True,
+            email_verification_token_hash=None,
+            email_verification_expires_at=None,
+        )
+        .returning(User)
+        .execution_options(populate_existing=True)
+    )
+    if user is None:
+        raise InvalidLinkToken("The verification link is invalid, expired or already used.")
+    return user
+
+
+async def resend_verification(
+    *, session: AsyncSession, settings: Settings, outbox: Outbox, email: str
+) -> None:
+    """Silent for unknown and already verified addresses: the answer must not tell."""
+    user = await _user_by_email_for_update(session=session, email=email)
+    if user is None or user.is_active:
+        return
+    token = new_opaque_token()
+    user.email_verification_token_hash = hash_token(token)
+    user.email_verification_expires_at = utcnow() + VERIFICATION_TOKEN_LIFETIME
+    await session.flush()
+    outbox.send(
+        verification_email(settings=settings, to=user.email, full_name=user.full_name, token=token)
+    )
+
+
+async def login(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+) -> SessionTokens:
+    user = await session.scalar(select(User).where(User.email == email))
+    if user is None:
+        # Cost what a real check costs, so response time does not tell which emails exist.
+        await hasher.verify_dummy(password)
+        raise _bad_credentials()
+    if user.locked_until is not None and user.locked_until > utcnow():
+        raise AccountLocked(user.locked_until)
+    if not await hasher.verify(password, user.password_hash):
+        await _count_failed_login(session=session, user_id=user.id)
+    if user.failed_login_attempts or user.locked_until is not None:
+        await _clear_failed_logins(session=session, user_id=user.id)
+    return await _start_session(session=session, settings=settings, user=user)
+
+
+async def _count_failed_login(*, session: AsyncSession, user_id: uuid.UUID) -> NoReturn:
+    """Count in SQL so concurrent failures all count; the fifth locks. Always raises."""
+    now = utcnow()
+    # An expired lock means counting starts over.
+    attempts = case((User.locked_until.is_not(None), 1), else_=User.failed_login_attempts + 1)
+    lock = literal(now + LOCKOUT_DURATION, UTCDateTime())
+    counted = (
+        await session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+            .values(
+                failed_login_attempts=attempts,
+                locked_until=case((attempts >= MAX_FAILED_LOGINS, lock), else_=None),
+            )
+            .returning(User.locked_until)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if counted is None:
+        # A concurrent failure has just locked the account.
+        locked_until = await session.scalar(select(User.locked_until).where(User.id == user_id))
+        raise AccountLocked(locked_until or now + LOCKOUT_DURATION)
+    if counted.locked_until is not None:
+        raise AccountLocked(counted.locked_until)
+    raise _bad_credentials()
+
+
+async def _clear_failed_logins(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(failed_login_attempts=0, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def refresh(
+    *, session: AsyncSession, settings: Settings, refresh_token: str
+) -> SessionTokens:
+    """Rotate: the presented token dies in the same statement that proves it was alive, so
+    of two concurrent refreshes with one token exactly one wins."""
+    now = utcnow()
+    token_hash = hash_token(refresh_token)
+    rotated = (
+        await session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_hash == token_hash,
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.expires_at > now,
+            )
+            .values(revoked_at=now)
+            .returning(RefreshToken.user_id, RefreshToken.family_id, RefreshToken.created_at)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if rotated is None:
+        reused = await _revoke_family_if_reused(session=session, token_hash=token_hash, now=now)
+        raise InvalidRefreshToken(
+            "The refresh token is invalid, expired or revoked.", keep_changes=reused
+        )
+    user = await session.get(User, rotated.user_id)
+    if user is None or (
+        user.tokens_valid_after is not None and user.tokens_valid_after > rotated.created_at
+    ):
+        raise InvalidRefreshToken("The refresh token is invalid, expired or revoked.")
+    return await _issue_tokens(
+        session=session, settings=settings, user=user, family_id=rotated.family_id
+    )
+
+
+async def _revoke_family_if_reused(
+    *, session: AsyncSession, token_hash: str, now: datetime
+) -> bool:
+    """A rotated token presented again means it leaked (or a client raced itself): end the
+    whole session, the live successor included (RFC 9700 §4.14.2)."""
+    known = (
+        await session.execute(
+            select(RefreshToken.user_id, RefreshToken.family_id).where(
+                RefreshToken.token_hash == token_hash, RefreshToken.revoked_at.is_not(None)
+            )
+        )
+    ).one_or_none()
+    if known is None:
+        return False
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == known.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    log.warning("refresh_token_reuse", user_id=str(known.user_id), family_id=str(known.family_id))
+    return True
+
+
+async def logout(*, session: AsyncSession, user_id: uuid.UUID, refresh_token: str) -> None:
+    """End the session the refresh token belongs to, if it is the caller's; silent otherwise."""
+    family = (
+        select(RefreshToken.family_id)
+        .where(
+            RefreshToken.token_hash == hash_token(refresh_token), RefreshToken.user_id == user_id
+        )
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def logout_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+    now = utcnow()
+    await _revoke_refresh_tokens(session=session, user_id=user_id, now=now)
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(tokens_valid_after=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def forgot_password(
+    *, session: AsyncSession, settings: Settings, outbox: Outbox, email: str
+) -> None:
+    """Silent for unknown addresses: the answer must not tell which accounts exist."""
+    user = await _user_by_email_for_update(session=session, email=email)
+    if user is None:
+        return
+    token = new_opaque_token()
+    user.password_reset_token_hash = hash_token(token)
+    user.password_reset_expires_at = utcnow() + RESET_TOKEN_LIFETIME
+    await session.flush()
+    outbox.send(
+        password_reset_email(
+            settings=settings, to=user.email, full_name=user.full_name, token=token
+        )
+    )
+
+
+async def reset_password(
+    *, session: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
+) -> None:
+    """Set the password, end every session and lift a lockout: whoever holds the link owns
+    the mailbox, and whoever held the old password must be out."""
+    token_hash = hash_token(token)
+    user_id = await session.scalar(
+        select(User.id).where(
+            User.password_reset_token_hash == token_hash,
+            User.password_reset_expires_at > utcnow(),
+        )
+    )
+    if user_id is None:
+        raise _invalid_reset_link()
+    password_hash = await hasher.hash(new_password)
+    now = utcnow()
+    # Conditional on the token still being there: a racing reset with it has already won.
+    changed = await session.scalar(
+        update(User)
+        .where(User.id == user_id, User.password_reset_token_hash == token_hash)
+        .values(
+            password_hash=password_hash,
+            password_reset_token_hash=None,
+            password_reset_expires_at=None,
+            failed_login_attempts=0,
+            locked_until=None,
+            tokens_valid_after=now,
+        )
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed is None:
+        raise _invalid_reset_link()
+    await _revoke_refresh_tokens(session=session, user_id=user_id, now=now)
+
+
+def _invalid_reset_link() -> InvalidLinkToken:
+    return InvalidLinkToken("The reset link is invalid, expired or already used.")
+
+
+async def update_profile(
+    *, session: AsyncSession, user_id: uuid.UUID, full_name: str | None
+) -> User:
+    user = await _user_for_update(session=session, user_id=user_id)
+    if full_name is not None:
+        user.full_name = full_name
+    await session.flush()
+    return user
+
+
+async def change_password(
+    *,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """Every other session ends; the caller's refresh token stays valid, while its access
+    token (issued before the change) must be refreshed like all others."""
+    user = await _user_for_update(session=session, user_id=user_id)
+    if not await hasher.verify(current_password, user.password_hash):
+        raise IncorrectPassword(
+            "The current password is not correct.",
+            extra={
+                "errors": [
+                    {"field": "current_password", "message": "The current password is not correct"}
+                ]
+            },
+        )
+    user.password_hash = await hasher.hash(new_password)
+    now = utcnow()
+    user.tokens_valid_after = now
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.family_id != session_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    # A refresh token created before tokens_valid_after is refused; re-date the caller's
+    # live one so its session alone outlives the change.
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.family_id == session_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(created_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+
+
+async def delete_account(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Tasks, categories, their links and refresh tokens go with the row (ON DELETE CASCADE)."""
+    await session.execute(delete(User).where(User.id == user_id))
+
+
+async def _user_for_update(*, session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id, with_for_update=True, populate_existing=True)
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+async def _user_by_email_for_update(*, session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(
+        select(User)
+        .where(User.email == email)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _revoke_refresh_tokens(
+    *, session: AsyncSession, user_id: uuid.UUID, now: datetime
+) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _start_session(*, session: AsyncSession, settings: Settings, user: User) -> SessionTokens:
+    return await _issue_tokens(session=session, settings=settings, user=user, family_id=new_id())
+
+
+async def _issue_tokens(
+    *, session: AsyncSession, settings: Settings, user: User, family_id: uuid.UUID
+) -> SessionTokens:
+    refresh_token = new_opaque_token()
+    now = utcnow()
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=hash_token(refresh_token),
+            expires_at=now + timedelta(days=settings.refresh_token_expire_days),
+            created_at=now,
+        )
+    )
+    await session.flush()
+    access_token = create_access_token(
+        settings=settings, user_id=user.id, email=user.email, session_id=family_id
+    )
+    return SessionTokens(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=settings.access_token_expire_minutes * 60,
+        user=user,
+    )

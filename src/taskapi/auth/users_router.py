@@ -1,0 +1,70 @@
+"""The signed-in account: /users/me. Works for unverified accounts too."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from taskapi.auth import service
+from taskapi.auth.models import User
+from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
+from taskapi.core.deps import AccessClaimsDep, CurrentUser, PasswordHasherDep, SessionDep
+from taskapi.core.errors import problem_responses
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get(
+    "/me",
+    response_model=UserRead,
+    summary="Your account",
+    responses=problem_responses(401),
+)
+async def read_me(user: CurrentUser) -> User:
+    return user
+
+
+@router.patch(
+    "/me",
+    response_model=UserRead,
+    summary="Change your name",
+    responses=problem_responses(400, 401),
+)
+async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> User:
+    return await service.update_profile(session=session, user_id=user.id, full_name=body.full_name)
+
+
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Change your password",
+    description="Ends every other session. This session's refresh token stays valid; "
+    "refresh it for a new access token.",
+    responses=problem_responses(400, 401),
+)
+async def change_password(
+    body: ChangePasswordRequest,
+    user: CurrentUser,
+    claims: AccessClaimsDep,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+) -> None:
+    await service.change_password(
+        session=session,
+        hasher=hasher,
+        user_id=user.id,
+        session_id=claims.session_id,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete your account and everything in it",
+    responses=problem_responses(401),
+)
+async def delete_me(user: CurrentUser, session: SessionDep) -> None:
+    await service.delete_account(session=session, user_id=user.id)
