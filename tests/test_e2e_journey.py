@@ -108,7 +108,14 @@ async def test_register_verify_login_then_tasks_and_categories(
     deleted = await client.delete(f"{API}/tasks/{task['id']}", headers=auth)
     assert deleted.status_code == 204
     after = await client.get(f"{API}/tasks", headers=auth)
-    assert after.json() == {"items": [], "total": 0, "page": 1, "limit": 20, "pages": 0}
+    assert after.json() == {
+        "items": [],
+        "total": 0,
+        "page": 1,
+        "limit": 20,
+        "pages": 0,
+        "next_cursor": None,
+    }
     assert (await client.get(f"{API}/tasks/{task['id']}", headers=auth)).status_code == 404
 
     # Delete the category.
