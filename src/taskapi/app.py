@@ -13,6 +13,8 @@ from taskapi import health
 from taskapi.auth import router as auth_router
 from taskapi.auth import users_router
 from taskapi.auth.emails import create_email_backend
+from taskapi.categories.router import router as categories_router
+from taskapi.categories.router import task_categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker, install_database_error_handlers
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_router, prefix=API_PREFIX)
     app.include_router(auth_router.router, prefix=API_PREFIX)
     app.include_router(users_router.router, prefix=API_PREFIX)
+    app.include_router(categories_router, prefix=API_PREFIX)
+    app.include_router(task_categories_router, prefix=API_PREFIX)
     _add_middleware(app, settings)
     return app
 

@@ -823,7 +823,14 @@ async def test_an_empty_list(client: httpx.AsyncClient, alice: SignedIn) -> None
     response = await client.get(TASKS, headers=alice.headers)
 
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "page": 1, "limit": 20, "pages": 0}
+    assert response.json() == {
+        "items": [],
+        "total": 0,
+        "page": 1,
+        "limit": 20,
+        "pages": 0,
+        "next_cursor": None,
+    }
 
 
 async def test_list_shows_only_your_live_tasks(
@@ -860,7 +867,14 @@ async def test_pages_and_limits(
         3,
     )
     assert (len(last["items"]), last["pages"]) == (1, 2)
-    assert beyond == {"items": [], "total": 3, "page": 9, "limit": 20, "pages": 1}
+    assert beyond == {
+        "items": [],
+        "total": 3,
+        "page": 9,
+        "limit": 20,
+        "pages": 1,
+        "next_cursor": None,
+    }
     assert huge.status_code == 200
     assert huge.json()["items"] == []
 

@@ -97,7 +97,7 @@ async def test_get_task_hides_missing_deleted_and_foreign_tasks(
     ("total", "limit", "pages"), [(0, 20, 0), (1, 20, 1), (20, 20, 1), (21, 20, 2), (3, 1, 3)]
 )
 def test_pages_is_the_ceiling_of_total_over_limit(total: int, limit: int, pages: int) -> None:
-    assert Page(items=[], total=total, page=1, limit=limit).pages == pages
+    assert Page(items=[], total=total, page=1, limit=limit, next_cursor=None).pages == pages
 
 
 async def test_list_tasks_returns_one_page_and_the_total(

@@ -3,15 +3,13 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Enum, ForeignKey, Index, String, Table, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+# Imported at run time: the relationship below needs the class mapped before first use.
+from taskapi.categories.models import Category
 from taskapi.core.models import Base, Timestamps, UUIDPrimaryKey
-
-if TYPE_CHECKING:
-    from taskapi.categories.models import Category
 
 
 class TaskStatus(enum.StrEnum):

@@ -169,7 +169,14 @@ class TaskRead(BaseModel):
 class TaskPage(PageRead[TaskRead]):
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {"items": [_TASK_EXAMPLE], "total": 1, "page": 1, "limit": 20, "pages": 1}
+            "example": {
+                "items": [_TASK_EXAMPLE],
+                "total": 1,
+                "page": 1,
+                "limit": 20,
+                "pages": 1,
+                "next_cursor": None,
+            }
         }
     )
 

@@ -4,8 +4,10 @@ deleted one are invisible in exactly the same way as a missing one."""
 from __future__ import annotations
 
 import enum
+import operator
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +20,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Dialect
@@ -28,9 +31,22 @@ from sqlalchemy.orm.attributes import set_committed_value
 from taskapi.auth.models import User
 from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired
 from taskapi.core.models import utcnow
-from taskapi.core.pagination import Page, PageParams, SortOrder
+from taskapi.core.pagination import (
+    InvalidCursor,
+    Page,
+    PageParams,
+    SortOrder,
+    decode_cursor,
+    encode_cursor,
+)
 from taskapi.tasks.models import Task, TaskPriority, TaskStatus, task_categories
-from taskapi.tasks.schemas import TaskCreate, TaskListQuery, TaskSortField, TaskUpdate
+from taskapi.tasks.schemas import (
+    TaskCreate,
+    TaskListQuery,
+    TaskSortField,
+    TaskUpdate,
+    as_utc,
+)
 
 LIKE_ESCAPE = "\\"
 
@@ -90,41 +106,128 @@ async def get_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> 
 
 @dataclass(frozen=True)
 class ListStatements:
-    count: Select[int]
-    page: Select[Task]
+    count: Select[int] | None
+    """None for a page by cursor: counting every match is what cursors avoid."""
+    page: Select[Task, Any]
 
 
 def list_statements(
     *, user_id: uuid.UUID, query: TaskListQuery, paging: PageParams, dialect: Dialect
 ) -> ListStatements:
-    """The count and the page of a task list, as `list_tasks` runs them (EXPLAIN reads them)."""
+    """The count and the page of a task list, as `list_tasks` runs them (EXPLAIN reads them).
+
+    The page asks for one row more than the limit: whether it comes back says whether there
+    is a next page, without a second query.
+    """
     criteria = [_owned(user_id), *_filters(query)]
     key = _sort_key(query.sort_by, dialect)
     ascending = query.sort_order is SortOrder.ASC
     ordered_key = key.asc() if ascending else key.desc()
     if query.sort_by is TaskSortField.DUE_DATE:
         ordered_key = ordered_key.nulls_last()
-    page = (
-        select(Task)
+    page: Select[Task, Any] = (
+        select(Task, key.label("sort_key"))
         .where(*criteria)
         .order_by(ordered_key, Task.id.asc() if ascending else Task.id.desc())
-        .limit(paging.limit)
-        .offset(paging.offset)
+        .limit(paging.limit + 1)
         .options(selectinload(Task.categories))
     )
+    if paging.cursor is not None:
+        after = _decode_position(paging.cursor, query, dialect)
+        return ListStatements(count=None, page=page.where(_after(key, after, query, ascending)))
     count = select(func.count()).select_from(Task).where(*criteria)
-    return ListStatements(count=count, page=page)
+    return ListStatements(count=count, page=page.offset(paging.offset))
 
 
 async def list_tasks(
     *, session: AsyncSession, user: User, query: TaskListQuery, paging: PageParams
 ) -> Page[Task]:
-    statements = list_statements(
-        user_id=user.id, query=query, paging=paging, dialect=session.get_bind().dialect
+    dialect = session.get_bind().dialect
+    statements = list_statements(user_id=user.id, query=query, paging=paging, dialect=dialect)
+    total = None if statements.count is None else (await session.scalar(statements.count) or 0)
+    rows = (
+        []
+        if total is not None and paging.offset >= total
+        else ((await session.execute(statements.page)).all())
     )
-    total = await session.scalar(statements.count) or 0
-    items = list(await session.scalars(statements.page)) if paging.offset < total else []
-    return Page(items=items, total=total, page=paging.page, limit=paging.limit)
+    next_cursor = None
+    if len(rows) > paging.limit:
+        rows = rows[: paging.limit]
+        last_task, last_key = rows[-1]
+        next_cursor = _encode_position(query, last_key, last_task.id)
+    return Page(
+        items=[task for task, _ in rows],
+        total=total,
+        page=None if paging.cursor is not None else paging.page,
+        limit=paging.limit,
+        next_cursor=next_cursor,
+    )
+
+
+@dataclass(frozen=True)
+class _Position:
+    """Where the previous page ended: its last row's sort key and id."""
+
+    key: Any
+    task_id: uuid.UUID
+
+
+def _encode_position(query: TaskListQuery, key: Any, task_id: uuid.UUID) -> str:
+    if isinstance(key, datetime):
+        key = key.isoformat()
+    elif isinstance(key, enum.Enum):
+        key = key.value
+    return encode_cursor(
+        {"s": query.sort_by.value, "o": query.sort_order.value, "k": key, "i": str(task_id)}
+    )
+
+
+def _decode_position(cursor: str, query: TaskListQuery, dialect: Dialect) -> _Position:
+    """A cursor only continues the list it came from: same sort field and direction."""
+    position = decode_cursor(cursor)
+    if position.get("s") != query.sort_by.value or position.get("o") != query.sort_order.value:
+        raise InvalidCursor
+    raw_key = position.get("k")
+    try:
+        task_id = uuid.UUID(str(position.get("i")))
+        key = _key_from_json(query.sort_by, raw_key, dialect)
+    except (TypeError, ValueError) as error:
+        raise InvalidCursor from error
+    return _Position(key=key, task_id=task_id)
+
+
+def _key_from_json(field: TaskSortField, raw: Any, dialect: Dialect) -> Any:
+    match field:
+        case TaskSortField.CREATED_AT | TaskSortField.UPDATED_AT:
+            return as_utc(datetime.fromisoformat(raw))
+        case TaskSortField.DUE_DATE:
+            return None if raw is None else as_utc(datetime.fromisoformat(raw))
+        case TaskSortField.PRIORITY | TaskSortField.STATUS:
+            members = TaskPriority if field is TaskSortField.PRIORITY else TaskStatus
+            if dialect.name == "postgresql":
+                return members(raw)
+            if not isinstance(raw, int) or isinstance(raw, bool):
+                raise TypeError("ordinal expected")
+            return raw
+        case TaskSortField.TITLE:
+            if not isinstance(raw, str):
+                raise TypeError("text expected")
+            return raw
+
+
+def _after(
+    key: SQLColumnExpression[Any], after: _Position, query: TaskListQuery, ascending: bool
+) -> ColumnElement[bool]:
+    """Rows strictly after `after` in the list's order: a row-value comparison, which
+    PostgreSQL answers with one index seek. Due dates sort NULLs last both ways."""
+    beyond = operator.gt if ascending else operator.lt
+    if query.sort_by is TaskSortField.DUE_DATE and after.key is None:
+        return and_(Task.due_date.is_(None), beyond(Task.id, after.task_id))
+    # A plain tuple on the right is bound with the left side's column types (UTC handling).
+    later: ColumnElement[bool] = beyond(tuple_(key, Task.id), (after.key, after.task_id))
+    if query.sort_by is TaskSortField.DUE_DATE:
+        return or_(Task.due_date.is_(None), later)
+    return later
 
 
 def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:

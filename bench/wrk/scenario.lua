@@ -1,0 +1,81 @@
+-- One wrk script for every scenario: `wrk ... -s scenario.lua URL -- <mode>`.
+-- Per-thread data (tokens, task ids, versions, cursors) comes from the file in $BENCH_DATA,
+-- written by bench/harness.py. Each thread owns its tasks, so PATCH versions never collide.
+
+local thread_count = 0
+
+function setup(thread)
+  thread_count = thread_count + 1
+  thread:set("index", thread_count)
+end
+
+local me, mode, counter, versions
+local json_headers
+
+function init(args)
+  local data = dofile(os.getenv("BENCH_DATA"))
+  mode = args[1]
+  counter = 0
+  versions = {}
+  me = data.threads and data.threads[index]
+  if me then
+    json_headers = {
+      ["Authorization"] = "Bearer " .. me.token,
+      ["Content-Type"] = "application/json",
+    }
+    versions = me.patch_versions or {}
+    login_body = '{"email":"' .. me.login_email .. '","password":"' .. data.password .. '"}'
+  end
+  if data.big then
+    big_headers = { ["Authorization"] = "Bearer " .. data.big.token }
+    big_cursor = data.big.cursor
+    big_offset_page = data.big.offset_page
+  end
+end
+
+local function next_task(list)
+  counter = counter + 1
+  local i = (counter - 1) % #list + 1
+  return i, list[i]
+end
+
+function request()
+  if mode == "get_task" then
+    local _, id = next_task(me.tasks)
+    return wrk.format("GET", "/api/v1/tasks/" .. id, json_headers)
+  elseif mode == "list_tasks" then
+    return wrk.format("GET", "/api/v1/tasks?limit=20", json_headers)
+  elseif mode == "create_task" then
+    counter = counter + 1
+    local body = '{"title":"bench task ' .. counter .. '","priority":"high"}'
+    return wrk.format("POST", "/api/v1/tasks", json_headers, body)
+  elseif mode == "patch_task" then
+    local i, id = next_task(me.patch_tasks)
+    local version = versions[i] or 1
+    versions[i] = version + 1
+    local body = '{"title":"patched ' .. counter .. '","version":' .. version .. '}'
+    return wrk.format("PATCH", "/api/v1/tasks/" .. id, json_headers, body)
+  elseif mode == "me" then
+    return wrk.format("GET", "/api/v1/users/me", json_headers)
+  elseif mode == "login" then
+    return wrk.format("POST", "/api/v1/auth/login", { ["Content-Type"] = "application/json" }, login_body)
+  elseif mode == "live" then
+    return wrk.format("GET", "/health/live")
+  elseif mode == "big_first" then
+    return wrk.format("GET", "/api/v1/tasks?limit=20", big_headers)
+  elseif mode == "big_offset" then
+    return wrk.format("GET", "/api/v1/tasks?limit=20&page=" .. big_offset_page, big_headers)
+  elseif mode == "big_cursor" then
+    return wrk.format("GET", "/api/v1/tasks?limit=20&cursor=" .. big_cursor, big_headers)
+  end
+  error("unknown mode " .. tostring(mode))
+end
+
+function done(summary, latency, requests)
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end

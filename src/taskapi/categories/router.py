@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response, status
+
+from taskapi.categories import service
+from taskapi.categories.models import Category
+from taskapi.categories.schemas import CategoryCreate, CategoryList, CategoryRead, CategoryUpdate
+from taskapi.core.deps import ActiveUser, SessionDep
+from taskapi.core.errors import problem_responses
+from taskapi.tasks.models import Task
+from taskapi.tasks.schemas import TaskRead
+
+router = APIRouter(prefix="/categories", tags=["categories"])
+task_categories_router = APIRouter(prefix="/tasks", tags=["categories"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CategoryRead,
+    summary="Create a category",
+    description="The name must be unique among your categories; other users' names do not "
+    "count. `color` defaults to `#6366F1`. Answers with a `Location` header.",
+    responses=problem_responses(400, 401, 403, 409),
+)
+async def create_category(
+    body: CategoryCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    user: ActiveUser,
+) -> Category:
+    category = await service.create_category(session=session, user=user, data=body)
+    response.headers["Location"] = request.app.url_path_for(
+        "get_category", category_id=str(category.id)
+    )
+    return category
+
+
+@router.get(
+    "",
+    response_model=CategoryList,
+    summary="List your categories",
+    description="All your categories, sorted by name case-insensitively (Unicode case "
+    "folding), names equal but for case in code-point order.",
+    responses=problem_responses(401, 403),
+)
+async def list_categories(session: SessionDep, user: ActiveUser) -> CategoryList:
+    categories = await service.list_categories(session=session, user=user)
+    return CategoryList(
+        items=[CategoryRead.model_validate(category) for category in categories],
+        total=len(categories),
+    )
+
+
+@router.get(
+    "/{category_id}",
+    response_model=CategoryRead,
+    summary="Get one of your categories",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def get_category(category_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> Category:
+    return await service.get_category(session=session, user=user, category_id=category_id)
+
+
+@router.patch(
+    "/{category_id}",
+    response_model=CategoryRead,
+    summary="Rename or recolor a category",
+    description="Fields left out stay as they are; `null` is refused. Its tasks keep it.",
+    responses=problem_responses(400, 401, 403, 404, 409),
+)
+async def update_category(
+    category_id: uuid.UUID, body: CategoryUpdate, session: SessionDep, user: ActiveUser
+) -> Category:
+    return await service.update_category(
+        session=session, user=user, category_id=category_id, data=body
+    )
+
+
+@router.delete(
+    "/{category_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a category",
+    description="It is removed from every task that had it; the tasks themselves stay.",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def delete_category(category_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
+    await service.delete_category(session=session, user=user, category_id=category_id)
+
+
+@task_categories_router.post(
+    "/{task_id}/categories/{category_id}",
+    response_model=TaskRead,
+    summary="Assign a category to a task",
+    description="Answers the task with its categories; its version goes up by one (new "
+    "`ETag`). A missing, deleted or foreign task or category is 404.",
+    responses={
+        200: {"headers": {"ETag": {"description": "The task's new version, quoted."}}},
+        **problem_responses(400, 401, 403, 404, 409),
+    },
+)
+async def assign_category(
+    task_id: uuid.UUID,
+    category_id: uuid.UUID,
+    session: SessionDep,
+    user: ActiveUser,
+    response: Response,
+) -> Task:
+    task = await service.assign_category(
+        session=session, user=user, task_id=task_id, category_id=category_id
+    )
+    response.headers["ETag"] = f'"{task.version}"'
+    return task
+
+
+@task_categories_router.delete(
+    "/{task_id}/categories/{category_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Remove a category from a task",
+    description="The task's version goes up by one. 404 `category_not_assigned` when the "
+    "task does not have the category; 404 for a missing, deleted or foreign task or category.",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def remove_category(
+    task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: ActiveUser
+) -> None:
+    await service.remove_category(
+        session=session, user=user, task_id=task_id, category_id=category_id
+    )

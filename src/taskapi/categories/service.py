@@ -1,0 +1,174 @@
+"""Categories: a user's own labels for tasks, unique by name per user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Select, delete, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.auth.models import User
+from taskapi.categories.models import Category
+from taskapi.categories.schemas import CategoryCreate, CategoryUpdate
+from taskapi.core.errors import Conflict, NotFound
+from taskapi.tasks import service as tasks_service
+from taskapi.tasks.models import Task, task_categories
+
+
+class CategoryExists(Conflict):
+    code = "category_exists"
+
+    def __init__(self) -> None:
+        super().__init__("You already have a category with this name.")
+
+
+class CategoryNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Category not found.")
+
+
+class CategoryAlreadyAssigned(Conflict):
+    code = "category_already_assigned"
+
+    def __init__(self) -> None:
+        super().__init__("The task already has this category.")
+
+
+class CategoryNotAssigned(NotFound):
+    code = "category_not_assigned"
+
+    def __init__(self) -> None:
+        super().__init__("The task does not have this category.")
+
+
+def _owned(user: User) -> Select[Category]:
+    return select(Category).where(Category.user_id == user.id)
+
+
+def sort_key(category: Category) -> tuple[str, str]:
+    """Case-insensitive by Unicode case folding, then by exact name in code-point order.
+
+    Sorted here rather than in SQL so the order is the same on every backend: SQLite's
+    lower() folds only ASCII, and PostgreSQL's order depends on the database's collation.
+    """
+    return category.name.casefold(), category.name
+
+
+async def get_category(*, session: AsyncSession, user: User, category_id: uuid.UUID) -> Category:
+    category = await session.scalar(_owned(user).where(Category.id == category_id))
+    if category is None:
+        raise CategoryNotFound
+    return category
+
+
+async def list_categories(*, session: AsyncSession, user: User) -> list[Category]:
+    categories = (await session.scalars(_owned(user))).all()
+    return sorted(categories, key=sort_key)
+
+
+async def create_category(*, session: AsyncSession, user: User, data: CategoryCreate) -> Category:
+    category = Category(user_id=user.id, name=data.name, color=data.color)
+    async with _unique_name(session):
+        session.add(category)
+        await session.flush()
+    return category
+
+
+async def update_category(
+    *, session: AsyncSession, user: User, category_id: uuid.UUID, data: CategoryUpdate
+) -> Category:
+    category = await get_category(session=session, user=user, category_id=category_id)
+    changes = data.model_dump(exclude_unset=True)
+    if any(getattr(category, field) != value for field, value in changes.items()):
+        async with _unique_name(session):
+            for field, value in changes.items():
+                setattr(category, field, value)
+            await session.flush()
+    return category
+
+
+async def delete_category(*, session: AsyncSession, user: User, category_id: uuid.UUID) -> None:
+    """The task links go with it through the foreign key's ON DELETE CASCADE.
+
+    The tasks' versions stay: a version counts changes made to the task (its fields, and
+    categories assigned or removed through it), just as renaming a category leaves it alone.
+    """
+    category = await get_category(session=session, user=user, category_id=category_id)
+    await session.delete(category)
+    await session.flush()
+
+
+async def assign_category(
+    *, session: AsyncSession, user: User, task_id: uuid.UUID, category_id: uuid.UUID
+) -> Task:
+    """Link the user's category to the user's task; the task's version goes up by one.
+
+    The composite primary key of task_categories decides a duplicate, so two concurrent
+    assignments of one pair give one success and one CategoryAlreadyAssigned.
+    """
+    task = await tasks_service.get_task(session=session, user=user, task_id=task_id)
+    category = await get_category(session=session, user=user, category_id=category_id)
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                insert(task_categories).values(task_id=task.id, category_id=category.id)
+            )
+    except IntegrityError as error:
+        if await _is_assigned(session=session, task_id=task.id, category_id=category.id):
+            raise CategoryAlreadyAssigned() from error
+        # Not a duplicate, so a foreign key: the category was deleted meanwhile.
+        raise CategoryNotFound() from error
+    await tasks_service.touch_task(session=session, task=task)
+    await session.refresh(task, attribute_names=["categories"])
+    return task
+
+
+async def remove_category(
+    *, session: AsyncSession, user: User, task_id: uuid.UUID, category_id: uuid.UUID
+) -> None:
+    """Unlink the category from the task; the task's version goes up by one."""
+    task = await tasks_service.get_task(session=session, user=user, task_id=task_id)
+    category = await get_category(session=session, user=user, category_id=category_id)
+    removed = await session.scalar(
+        delete(task_categories)
+        .where(
+            task_categories.c.task_id == task.id,
+            task_categories.c.category_id == category.id,
+        )
+        .returning(task_categories.c.task_id)
+    )
+    if removed is None:
+        raise CategoryNotAssigned
+    await tasks_service.touch_task(session=session, task=task)
+
+
+async def _is_assigned(
+    *, session: AsyncSession, task_id: uuid.UUID, category_id: uuid.UUID
+) -> bool:
+    linked = await session.scalar(
+        select(
+            exists().where(
+                task_categories.c.task_id == task_id,
+                task_categories.c.category_id == category_id,
+            )
+        )
+    )
+    return bool(linked)
+
+
+@asynccontextmanager
+async def _unique_name(session: AsyncSession) -> AsyncIterator[None]:
+    """Write and let the unique constraint (user_id, name) decide: a look-up first would race.
+
+    The changes must be made inside: the savepoint keeps the request's transaction usable
+    after the violation (PostgreSQL aborts a transaction on any error inside it), and
+    starting one flushes whatever is pending outside it.
+    """
+    try:
+        async with session.begin_nested():
+            yield
+    except IntegrityError as error:
+        raise CategoryExists() from error
