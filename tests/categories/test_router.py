@@ -266,6 +266,7 @@ async def test_patch_with_an_empty_body_changes_nothing(
         ({"color": None}, "color"),
         ({"name": "ab"}, "name"),
         ({"name": "z" * 51}, "name"),
+        ({"name": "Nul\x00byte"}, "name"),
         ({"color": "#GGGGGG"}, "color"),
     ],
 )
@@ -501,3 +502,14 @@ async def test_every_category_route_is_documented(client: httpx.AsyncClient) -> 
     for name in ("CategoryCreate", "CategoryUpdate", "CategoryRead", "CategoryList"):
         assert "example" in schemas[name]
     assert "null" not in str(schemas["CategoryUpdate"]["properties"]["name"])
+
+
+async def test_create_rejects_a_name_with_a_nul_character(
+    client: httpx.AsyncClient, session: AsyncSession, alice: SignedIn
+) -> None:
+    """PostgreSQL text cannot hold NUL; without this rule the insert failed with a 500."""
+    response = await client.post(CATEGORIES, json={"name": "Nul\x00byte"}, headers=alice.headers)
+
+    body = assert_problem(response, 400, "validation_error")
+    assert body["errors"] == [{"field": "name", "message": "Must not contain NUL characters"}]
+    assert await stored_categories(session, alice) == []

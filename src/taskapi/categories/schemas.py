@@ -15,10 +15,12 @@ from pydantic import (
 )
 
 from taskapi.categories.models import DEFAULT_COLOR
+from taskapi.core.text import NoNul
 
 CategoryName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=50),
+    NoNul(),
     Field(description="3 to 50 characters after trimming; unique among your categories."),
 ]
 HexColor = Annotated[
