@@ -291,11 +291,12 @@ async def test_redis_outage_fails_open_with_one_warning_per_outage(
     app_factory: Callable[[Settings], Any],
     own_redis: OwnRedis,
 ) -> None:
-    app = await app_factory(
-        make_settings(
-            redis_url=own_redis.url, enable_rate_limiting=True, rate_limit_anonymous_per_minute=3
-        )
+    settings = make_settings(
+        redis_url=own_redis.url, enable_rate_limiting=True, rate_limit_anonymous_per_minute=3
     )
+    app = await app_factory(settings)
+    async with app.state.sessionmaker() as session:
+        signed = await sign_in(session, settings)
     async with make_client(app) as client:
         before = await client.get(LIMITED_PATH)
         assert before.status_code == 404
@@ -307,8 +308,17 @@ async def test_redis_outage_fails_open_with_one_warning_per_outage(
             served = [(await client.get(LIMITED_PATH)) for _ in range(10)]
             await asyncio.sleep(1.2)  # past the probe interval: Redis is tried and fails again
             served += [(await client.get(LIMITED_PATH)) for _ in range(10)]
+            # The API itself keeps working, writes included, as the signed-in user.
+            created = await client.post(
+                "/api/v1/tasks", json={"title": "Written without Redis"}, headers=signed.headers
+            )
+            listed = await client.get("/api/v1/tasks", headers=signed.headers)
             health = await client.get("/health")
             live = await client.get("/health/live")
+        assert created.status_code == 201, created.text
+        assert listed.status_code == 200
+        assert [task["id"] for task in listed.json()["items"]] == [created.json()["id"]]
+        assert "ratelimit-limit" not in listed.headers
         assert [response.status_code for response in served] == [404] * 20
         assert all("ratelimit-limit" not in response.headers for response in served)
         assert health.status_code == 503
