@@ -1285,3 +1285,16 @@ async def test_list_loads_categories_with_a_fixed_number_of_queries(
 
     assert with_one == with_thirty_one
     assert sum("task_categories" in statement for statement in statements) == 1
+
+
+async def test_get_embeds_every_category_of_the_task(
+    client: httpx.AsyncClient, session: AsyncSession, alice: SignedIn, add_task: AddTask
+) -> None:
+    task = await add_task(alice.user, title="Many labels")
+    labels = [await add_category(session, alice.user, name) for name in ("Gamma", "Alpha", "Beta")]
+    await link(session, task, *labels)
+
+    response = await client.get(f"{TASKS}/{task.id}", headers=alice.headers)
+
+    assert response.status_code == 200
+    assert [c["name"] for c in response.json()["categories"]] == ["Alpha", "Beta", "Gamma"]
