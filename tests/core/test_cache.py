@@ -3,8 +3,10 @@ machine's Redis on the PostgreSQL + Redis pass, process memory on the SQLite pas
 outage test starts a redis-server of its own and so runs on both passes."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -22,7 +24,9 @@ from taskapi.core.cache import (
 from taskapi.core.config import Settings
 from taskapi.core.db import after_commit
 from taskapi.core.redis import create_redis
+from tests.conftest import SettingsFactory, make_client
 from tests.core.conftest import OwnRedis
+from tests.factories import sign_in
 
 TTL_SECONDS = 900.0
 KEY = "some-user-id"
@@ -210,6 +214,55 @@ async def test_redis_outage_is_a_miss_with_one_warning_and_invalidations_wait_fo
         ]
     finally:
         await client.aclose()
+
+
+async def test_api_survives_a_redis_outage_and_no_revocation_is_lost(
+    make_settings: SettingsFactory,
+    app_factory: Callable[[Settings], Any],
+    own_redis: OwnRedis,
+) -> None:
+    """Redis goes away with a user cached: requests are answered from the database with one
+    warning; a logout-all made meanwhile still holds once Redis is back, even if the cached
+    entry survived the outage (as it does when only the network to Redis was down)."""
+    app = await app_factory(make_settings(redis_url=own_redis.url))
+    async with app.state.sessionmaker() as session:
+        ada = await sign_in(session, app.state.settings)
+    key = f"{app.state.settings.redis_key_prefix}user_cache:{ada.user.id}"
+    redis = create_redis(own_redis.url)
+    try:
+        async with make_client(app) as client:
+            assert (await client.get("/api/v1/users/me", headers=ada.headers)).status_code == 200
+            survivor = await redis.get(key)
+            assert survivor is not None
+            assert orjson.loads(survivor)["tokens_valid_after"] is None
+
+            own_redis.stop()
+            with capture_logs() as logs:
+                during = [
+                    (await client.get("/api/v1/users/me", headers=ada.headers)).status_code
+                    for _ in range(5)
+                ]
+                logout_all = await client.post("/api/v1/auth/logout-all", headers=ada.headers)
+                revoked = await client.get("/api/v1/users/me", headers=ada.headers)
+            assert during == [200] * 5
+            assert logout_all.status_code == 204
+            assert revoked.status_code == 401
+            warnings = [(e["log_level"], e["event"]) for e in logs if e["log_level"] != "info"]
+            assert warnings == [("warning", "user_cache_unavailable")]
+
+            own_redis.start()
+            await redis.set(key, survivor)
+            await asyncio.sleep(1.2)  # past the probe interval: Redis is tried again
+            with capture_logs() as logs:
+                after = await client.get("/api/v1/users/me", headers=ada.headers)
+            assert after.status_code == 401
+            assert ("info", "user_cache_recovered") in [
+                (entry["log_level"], entry["event"]) for entry in logs
+            ]
+            # The survivor was replaced: by the tombstone, then by the row as it is now.
+            assert orjson.loads(await redis.get(key))["tokens_valid_after"] is not None
+    finally:
+        await redis.aclose()
 
 
 async def test_after_commit_runs_before_commit_returns(session: AsyncSession) -> None:
