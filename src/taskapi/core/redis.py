@@ -59,10 +59,6 @@ class RedisOutage:
         self._failing = False
         self._next_probe = 0.0
 
-    @property
-    def failing(self) -> bool:
-        return self._failing
-
     def should_try(self) -> bool:
         return not self._failing or self._clock() >= self._next_probe
 
