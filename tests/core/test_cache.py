@@ -265,6 +265,30 @@ async def test_api_survives_a_redis_outage_and_no_revocation_is_lost(
         await redis.aclose()
 
 
+async def test_a_cache_hit_costs_one_redis_get_and_nothing_else(
+    make_settings: SettingsFactory,
+    app_factory: Callable[[Settings], Any],
+    own_redis: OwnRedis,
+) -> None:
+    """Counted by a Redis only this test uses (rate limiting is off, as in every test)."""
+    app = await app_factory(make_settings(redis_url=own_redis.url))
+    async with app.state.sessionmaker() as session:
+        ada = await sign_in(session, app.state.settings)
+    stats = create_redis(own_redis.url)
+    try:
+        async with make_client(app) as client:
+            assert (await client.get("/api/v1/users/me", headers=ada.headers)).status_code == 200
+            await stats.config_resetstat()
+            hit = await client.get("/api/v1/users/me", headers=ada.headers)
+            assert hit.status_code == 200
+            commands = await stats.info("commandstats")
+    finally:
+        await stats.aclose()
+    calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in commands.items()}
+    calls.pop("config|resetstat")  # this test's own; INFO is counted only after it answers
+    assert calls == {"get": 1}
+
+
 async def test_after_commit_runs_before_commit_returns(session: AsyncSession) -> None:
     ran: list[str] = []
 
