@@ -12,10 +12,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from taskapi import health
 from taskapi.auth import router as auth_router
 from taskapi.auth import users_router
+from taskapi.auth.cache import USER_CACHE_COMPONENT, USER_CACHE_TTL, UserCache
 from taskapi.auth.emails import create_email_backend
 from taskapi.categories.router import router as categories_router
 from taskapi.categories.router import task_categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
+from taskapi.core.cache import create_cache_store
 from taskapi.core.config import Settings, get_settings
 from taskapi.core.db import create_engine, create_sessionmaker, install_database_error_handlers
 from taskapi.core.errors import install_error_handlers
@@ -73,6 +75,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.redis = create_redis(settings.redis_url) if settings.redis_url else None
+    app.state.user_cache = UserCache(
+        create_cache_store(
+            settings,
+            app.state.redis,
+            component=USER_CACHE_COMPONENT,
+            ttl_seconds=USER_CACHE_TTL.total_seconds(),
+        )
+    )
     app.state.password_hasher = PasswordHasher()
     app.state.email_backend = create_email_backend(settings)
 

@@ -226,3 +226,27 @@ def test_opaque_tokens_are_64_hex_and_stored_as_sha256() -> None:
     assert hash_token(token) == hashlib.sha256(token.encode()).hexdigest()
     assert hash_token(token) == hash_token(token)
     assert hash_token(token) != token
+
+
+def test_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings()
+    token = jwt.encode(_claims(exp=int(time.time() + 60)), KEY, algorithm="HS256")
+    assert decode_access_token(settings=settings, token=token).email == "ada@example.com"
+    later = time.time() + 61
+    monkeypatch.setattr("taskapi.core.security.time.time", lambda: later)
+    _rejected(token, settings)
+
+
+def test_remembered_token_is_not_trusted_under_other_settings() -> None:
+    token = jwt.encode(_claims(), KEY, algorithm="HS256")
+    assert decode_access_token(settings=_settings(), token=token).email == "ada@example.com"
+    _rejected(token, Settings(_env_file=None, app_env="test", jwt_secret_key="n" * 64))
+    _rejected(token, _settings(jwt_audience="another-api"))
+    _rejected(token, _settings(jwt_issuer="another-issuer"))
+
+
+def test_rejections_are_not_remembered_as_successes() -> None:
+    settings = _settings()
+    forged = jwt.encode(_claims(), "x" * 64, algorithm="HS256")
+    _rejected(forged, settings)
+    _rejected(forged, settings)

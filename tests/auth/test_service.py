@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from taskapi.auth import service
+from taskapi.auth.cache import UserCache
 from taskapi.auth.emails import ConsoleEmailBackend, Outbox
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
@@ -36,11 +37,18 @@ def hasher(app: FastAPI) -> PasswordHasher:
     return pool
 
 
+@pytest.fixture
+def cache(app: FastAPI) -> UserCache:
+    user_cache: UserCache = app.state.user_cache
+    return user_cache
+
+
 async def test_login_counts_failures_in_the_database_not_on_a_stale_row(
     session: AsyncSession,
     other_session: AsyncSession,
     settings: Settings,
     hasher: PasswordHasher,
+    cache: UserCache,
 ) -> None:
     stale = await create_user(session, email=EMAIL)
     assert stale.failed_login_attempts == 0
@@ -52,6 +60,7 @@ async def test_login_counts_failures_in_the_database_not_on_a_stale_row(
     with pytest.raises(service.AccountLocked) as locked:
         await service.login(
             session=session,
+            cache=cache,
             settings=settings,
             hasher=hasher,
             email=EMAIL,
@@ -67,25 +76,37 @@ async def test_login_counts_failures_in_the_database_not_on_a_stale_row(
 
 
 async def test_wrong_password_error_keeps_the_count(
-    session: AsyncSession, settings: Settings, hasher: PasswordHasher
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    cache: UserCache,
 ) -> None:
     await create_user(session, email=EMAIL)
     with pytest.raises(service.InvalidCredentials) as refused:
         await service.login(
-            session=session, settings=settings, hasher=hasher, email=EMAIL, password="nope"
+            session=session,
+            cache=cache,
+            settings=settings,
+            hasher=hasher,
+            email=EMAIL,
+            password="nope",
         )
     assert refused.value.keep_changes is True
     assert refused.value.status == 401
 
 
 async def test_update_profile_writes_the_stored_row(
-    session: AsyncSession, other_session: AsyncSession
+    session: AsyncSession,
+    other_session: AsyncSession,
+    cache: UserCache,
 ) -> None:
     stale = await create_user(session, email=EMAIL, full_name="Ada")
     await other_session.execute(update(User).where(User.id == stale.id).values(is_active=False))
     await other_session.commit()
 
-    updated = await service.update_profile(session=session, user_id=stale.id, full_name="Ada King")
+    updated = await service.update_profile(
+        session=session, cache=cache, user_id=stale.id, full_name="Ada King"
+    )
     await session.commit()
     assert updated.full_name == "Ada King"
     assert updated.is_active is False  # re-read, so the other write is not overwritten
@@ -98,6 +119,7 @@ async def test_change_password_checks_the_stored_hash(
     session: AsyncSession,
     other_session: AsyncSession,
     hasher: PasswordHasher,
+    cache: UserCache,
 ) -> None:
     stale = await create_user(session, email=EMAIL)
     await other_session.execute(
@@ -112,6 +134,7 @@ async def test_change_password_checks_the_stored_hash(
     with pytest.raises(service.IncorrectPassword):
         await service.change_password(
             session=session,
+            cache=cache,
             hasher=hasher,
             user_id=user_id,
             session_id=session_id,
@@ -121,6 +144,7 @@ async def test_change_password_checks_the_stored_hash(
     await session.rollback()
     await service.change_password(
         session=session,
+        cache=cache,
         hasher=hasher,
         user_id=user_id,
         session_id=session_id,
@@ -159,13 +183,17 @@ async def test_register_hands_the_email_to_the_outbox_for_after_the_response(
 
 
 async def test_logout_all_leaves_other_accounts_alone(
-    session: AsyncSession, settings: Settings, hasher: PasswordHasher
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    cache: UserCache,
 ) -> None:
     mine = await create_user(session, email=EMAIL)
     theirs = await create_user(session, email="eve@example.com")
     for email in (EMAIL, "eve@example.com"):
         await service.login(
             session=session,
+            cache=cache,
             settings=settings,
             hasher=hasher,
             email=email,
@@ -173,7 +201,7 @@ async def test_logout_all_leaves_other_accounts_alone(
         )
     await session.commit()
 
-    await service.logout_all(session=session, user_id=mine.id)
+    await service.logout_all(session=session, cache=cache, user_id=mine.id)
     await session.commit()
 
     assert all(row.revoked_at for row in await stored_refresh_tokens(session, mine.id))

@@ -1290,6 +1290,7 @@ async def test_list_loads_categories_with_a_fixed_number_of_queries(
 
     event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
     try:
+        await queries_for_a_page()  # caches the signed-in user: both pages below are hits
         with_one = await queries_for_a_page()
         for number in range(30):
             task = await add_task(alice.user, f"Task {number}")
@@ -1316,3 +1317,16 @@ async def test_openapi_states_the_if_match_rule_the_route_applies(
         False,
         False,
     ]
+
+
+async def test_get_embeds_every_category_of_the_task(
+    client: httpx.AsyncClient, session: AsyncSession, alice: SignedIn, add_task: AddTask
+) -> None:
+    task = await add_task(alice.user, title="Many labels")
+    labels = [await add_category(session, alice.user, name) for name in ("Gamma", "Alpha", "Beta")]
+    await link(session, task, *labels)
+
+    response = await client.get(f"{TASKS}/{task.id}", headers=alice.headers)
+
+    assert response.status_code == 200
+    assert [c["name"] for c in response.json()["categories"]] == ["Alpha", "Beta", "Gamma"]

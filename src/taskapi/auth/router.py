@@ -23,7 +23,13 @@ from taskapi.auth.schemas import (
     UserRead,
     VerifyEmailRequest,
 )
-from taskapi.core.deps import CurrentUser, PasswordHasherDep, SessionDep, SettingsDep
+from taskapi.core.deps import (
+    CurrentUser,
+    PasswordHasherDep,
+    SessionDep,
+    SettingsDep,
+    UserCacheDep,
+)
 from taskapi.core.errors import problem_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -95,8 +101,8 @@ async def register(
     summary="Verify the email address with the emailed token",
     responses=problem_responses(400),
 )
-async def verify_email(body: VerifyEmailRequest, session: SessionDep) -> User:
-    return await service.verify_email(session=session, token=body.token)
+async def verify_email(body: VerifyEmailRequest, session: SessionDep, cache: UserCacheDep) -> User:
+    return await service.verify_email(session=session, cache=cache, token=body.token)
 
 
 @router.post(
@@ -108,10 +114,14 @@ async def verify_email(body: VerifyEmailRequest, session: SessionDep) -> User:
     responses=problem_responses(400),
 )
 async def resend_verification(
-    body: EmailRequest, session: SessionDep, settings: SettingsDep, outbox: OutboxDep
+    body: EmailRequest,
+    session: SessionDep,
+    cache: UserCacheDep,
+    settings: SettingsDep,
+    outbox: OutboxDep,
 ) -> Accepted:
     await service.resend_verification(
-        session=session, settings=settings, outbox=outbox, email=body.email
+        session=session, cache=cache, settings=settings, outbox=outbox, email=body.email
     )
     return EMAIL_ON_ITS_WAY
 
@@ -128,11 +138,13 @@ async def resend_verification(
 async def login(
     credentials: Annotated[LoginRequest, Depends(login_credentials)],
     session: SessionDep,
+    cache: UserCacheDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
 ) -> service.SessionTokens:
     return await service.login(
         session=session,
+        cache=cache,
         settings=settings,
         hasher=hasher,
         email=credentials.email,
@@ -175,8 +187,8 @@ async def logout(body: RefreshRequest, user: CurrentUser, session: SessionDep) -
     description="Revokes every refresh token and every access token issued until now.",
     responses=problem_responses(401),
 )
-async def logout_all(user: CurrentUser, session: SessionDep) -> None:
-    await service.logout_all(session=session, user_id=user.id)
+async def logout_all(user: CurrentUser, session: SessionDep, cache: UserCacheDep) -> None:
+    await service.logout_all(session=session, cache=cache, user_id=user.id)
 
 
 @router.post(
@@ -188,10 +200,14 @@ async def logout_all(user: CurrentUser, session: SessionDep) -> None:
     responses=problem_responses(400),
 )
 async def forgot_password(
-    body: EmailRequest, session: SessionDep, settings: SettingsDep, outbox: OutboxDep
+    body: EmailRequest,
+    session: SessionDep,
+    cache: UserCacheDep,
+    settings: SettingsDep,
+    outbox: OutboxDep,
 ) -> Accepted:
     await service.forgot_password(
-        session=session, settings=settings, outbox=outbox, email=body.email
+        session=session, cache=cache, settings=settings, outbox=outbox, email=body.email
     )
     return EMAIL_ON_ITS_WAY
 
@@ -205,8 +221,15 @@ async def forgot_password(
     responses=problem_responses(400),
 )
 async def reset_password(
-    body: ResetPasswordRequest, session: SessionDep, hasher: PasswordHasherDep
+    body: ResetPasswordRequest,
+    session: SessionDep,
+    cache: UserCacheDep,
+    hasher: PasswordHasherDep,
 ) -> None:
     await service.reset_password(
-        session=session, hasher=hasher, token=body.token, new_password=body.new_password
+        session=session,
+        cache=cache,
+        hasher=hasher,
+        token=body.token,
+        new_password=body.new_password,
     )

@@ -1,8 +1,10 @@
-"""Account rules: registration, verification, sign-in with lockout, sessions and passwords.
+"""Account rules: registration, verification, sign-in with lockout, sessions and passwords,
+and the authentication of every request.
 
 Every change to a user row is made here, on a row this module loads or updates through the
-request's session itself (never on the CurrentUser object, which a cache may one day hand
-out detached), so invalidating a cached user has exactly one home.
+request's session itself (never on the CurrentUser object, which the user cache hands out
+detached), and each one tells the cache to forget the user once the change is committed:
+invalidating a cached user has exactly one home.
 
 A session is a refresh-token family: one per login or registration, carried by every access
 token as its `sid` claim, rotated on each refresh.
@@ -20,12 +22,15 @@ from sqlalchemy import case, delete, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskapi.auth.cache import CACHED_USER_COLUMNS, UserCache
 from taskapi.auth.emails import Outbox, password_reset_email, verification_email
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
 from taskapi.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from taskapi.core.metrics import record_auth_failure
 from taskapi.core.models import UTCDateTime, new_id, utcnow
 from taskapi.core.security import (
+    AccessClaims,
     PasswordHasher,
     create_access_token,
     hash_token,
@@ -85,7 +90,35 @@ class SessionTokens:
 
 def _bad_credentials() -> InvalidCredentials:
     """One body for an unknown email and a wrong password; kept so a failure count stays."""
+    record_auth_failure("invalid_credentials")
     return InvalidCredentials("Incorrect email or password.", keep_changes=True)
+
+
+def _account_locked(locked_until: datetime) -> AccountLocked:
+    record_auth_failure("account_locked")
+    return AccountLocked(locked_until)
+
+
+async def authenticate(*, session: AsyncSession, cache: UserCache, claims: AccessClaims) -> User:
+    """The user a verified access token speaks for, unless the account is gone or the token
+    was issued before the account's tokens were revoked (logout-all, password change or
+    reset). Cache-aside: the database is read only when the cache has no entry."""
+    user, lookup = await cache.get(claims.user_id)
+    if user is None:
+        row = (
+            await session.execute(select(*CACHED_USER_COLUMNS).where(User.id == claims.user_id))
+        ).one_or_none()
+        if row is None:
+            record_auth_failure("revoked_access_token")
+            raise Unauthorized()
+        user = await cache.fill(lookup, row._mapping)
+    if (
+        user.tokens_valid_after is not None
+        and claims.issued_at < user.tokens_valid_after.timestamp()
+    ):
+        record_auth_failure("revoked_access_token")
+        raise Unauthorized("Token has been revoked")
+    return user
 
 
 async def register(
@@ -122,7 +155,7 @@ async def register(
     return tokens
 
 
-async def verify_email(*, session: AsyncSession, token: str) -> User:
+async def verify_email(*, session: AsyncSession, cache: UserCache, token: str) -> User:
     """One conditional UPDATE, so a token can be used once even by racing requests."""
     user = await session.scalar(
         update(User)
@@ -139,12 +172,14 @@ async def verify_email(*, session: AsyncSession, token: str) -> User:
         .execution_options(populate_existing=True)
     )
     if user is None:
+        record_auth_failure("invalid_email_token")
         raise InvalidLinkToken("The verification link is invalid, expired or already used.")
+    cache.invalidate_after_commit(session, user.id)
     return user
 
 
 async def resend_verification(
-    *, session: AsyncSession, settings: Settings, outbox: Outbox, email: str
+    *, session: AsyncSession, cache: UserCache, settings: Settings, outbox: Outbox, email: str
 ) -> None:
     """Silent for unknown and already verified addresses: the answer must not tell."""
     user = await _user_by_email_for_update(session=session, email=email)
@@ -154,6 +189,7 @@ async def resend_verification(
     user.email_verification_token_hash = hash_token(token)
     user.email_verification_expires_at = utcnow() + VERIFICATION_TOKEN_LIFETIME
     await session.flush()
+    cache.invalidate_after_commit(session, user.id)
     outbox.send(
         verification_email(settings=settings, to=user.email, full_name=user.full_name, token=token)
     )
@@ -162,6 +198,7 @@ async def resend_verification(
 async def login(
     *,
     session: AsyncSession,
+    cache: UserCache,
     settings: Settings,
     hasher: PasswordHasher,
     email: str,
@@ -173,15 +210,17 @@ async def login(
         await hasher.verify_dummy(password)
         raise _bad_credentials()
     if user.locked_until is not None and user.locked_until > utcnow():
-        raise AccountLocked(user.locked_until)
+        raise _account_locked(user.locked_until)
     if not await hasher.verify(password, user.password_hash):
-        await _count_failed_login(session=session, user_id=user.id)
+        await _count_failed_login(session=session, cache=cache, user_id=user.id)
     if user.failed_login_attempts or user.locked_until is not None:
-        await _clear_failed_logins(session=session, user_id=user.id)
+        await _clear_failed_logins(session=session, cache=cache, user_id=user.id)
     return await _start_session(session=session, settings=settings, user=user)
 
 
-async def _count_failed_login(*, session: AsyncSession, user_id: uuid.UUID) -> NoReturn:
+async def _count_failed_login(
+    *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID
+) -> NoReturn:
     """Count in SQL so concurrent failures all count; the fifth locks. Always raises."""
     now = utcnow()
     # An expired lock means counting starts over.
@@ -202,19 +241,23 @@ async def _count_failed_login(*, session: AsyncSession, user_id: uuid.UUID) -> N
     if counted is None:
         # A concurrent failure has just locked the account.
         locked_until = await session.scalar(select(User.locked_until).where(User.id == user_id))
-        raise AccountLocked(locked_until or now + LOCKOUT_DURATION)
+        raise _account_locked(locked_until or now + LOCKOUT_DURATION)
+    cache.invalidate_after_commit(session, user_id)
     if counted.locked_until is not None:
-        raise AccountLocked(counted.locked_until)
+        raise _account_locked(counted.locked_until)
     raise _bad_credentials()
 
 
-async def _clear_failed_logins(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+async def _clear_failed_logins(
+    *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID
+) -> None:
     await session.execute(
         update(User)
         .where(User.id == user_id)
         .values(failed_login_attempts=0, locked_until=None)
         .execution_options(synchronize_session=False)
     )
+    cache.invalidate_after_commit(session, user_id)
 
 
 async def refresh(
@@ -239,6 +282,7 @@ async def refresh(
     ).one_or_none()
     if rotated is None:
         reused = await _revoke_family_if_reused(session=session, token_hash=token_hash, now=now)
+        record_auth_failure("refresh_token_reuse" if reused else "invalid_refresh_token")
         raise InvalidRefreshToken(
             "The refresh token is invalid, expired or revoked.", keep_changes=reused
         )
@@ -246,6 +290,7 @@ async def refresh(
     if user is None or (
         user.tokens_valid_after is not None and user.tokens_valid_after > rotated.created_at
     ):
+        record_auth_failure("invalid_refresh_token")
         raise InvalidRefreshToken("The refresh token is invalid, expired or revoked.")
     return await _issue_tokens(
         session=session, settings=settings, user=user, family_id=rotated.family_id
@@ -293,7 +338,7 @@ async def logout(*, session: AsyncSession, user_id: uuid.UUID, refresh_token: st
     )
 
 
-async def logout_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+async def logout_all(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:
     now = utcnow()
     await _revoke_refresh_tokens(session=session, user_id=user_id, now=now)
     await session.execute(
@@ -302,10 +347,11 @@ async def logout_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
         .values(tokens_valid_after=now)
         .execution_options(synchronize_session=False)
     )
+    cache.invalidate_after_commit(session, user_id)
 
 
 async def forgot_password(
-    *, session: AsyncSession, settings: Settings, outbox: Outbox, email: str
+    *, session: AsyncSession, cache: UserCache, settings: Settings, outbox: Outbox, email: str
 ) -> None:
     """Silent for unknown addresses: the answer must not tell which accounts exist."""
     user = await _user_by_email_for_update(session=session, email=email)
@@ -315,6 +361,7 @@ async def forgot_password(
     user.password_reset_token_hash = hash_token(token)
     user.password_reset_expires_at = utcnow() + RESET_TOKEN_LIFETIME
     await session.flush()
+    cache.invalidate_after_commit(session, user.id)
     outbox.send(
         password_reset_email(
             settings=settings, to=user.email, full_name=user.full_name, token=token
@@ -323,7 +370,12 @@ async def forgot_password(
 
 
 async def reset_password(
-    *, session: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
+    *,
+    session: AsyncSession,
+    cache: UserCache,
+    hasher: PasswordHasher,
+    token: str,
+    new_password: str,
 ) -> None:
     """Set the password, end every session and lift a lockout: whoever holds the link owns
     the mailbox, and whoever held the old password must be out."""
@@ -356,25 +408,29 @@ async def reset_password(
     if changed is None:
         raise _invalid_reset_link()
     await _revoke_refresh_tokens(session=session, user_id=user_id, now=now)
+    cache.invalidate_after_commit(session, user_id)
 
 
 def _invalid_reset_link() -> InvalidLinkToken:
+    record_auth_failure("invalid_email_token")
     return InvalidLinkToken("The reset link is invalid, expired or already used.")
 
 
 async def update_profile(
-    *, session: AsyncSession, user_id: uuid.UUID, full_name: str | None
+    *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID, full_name: str | None
 ) -> User:
     user = await _user_for_update(session=session, user_id=user_id)
     if full_name is not None:
         user.full_name = full_name
     await session.flush()
+    cache.invalidate_after_commit(session, user_id)
     return user
 
 
 async def change_password(
     *,
     session: AsyncSession,
+    cache: UserCache,
     hasher: PasswordHasher,
     user_id: uuid.UUID,
     session_id: uuid.UUID,
@@ -385,6 +441,7 @@ async def change_password(
     token (issued before the change) must be refreshed like all others."""
     user = await _user_for_update(session=session, user_id=user_id)
     if not await hasher.verify(current_password, user.password_hash):
+        record_auth_failure("invalid_credentials")
         raise IncorrectPassword(
             "The current password is not correct.",
             extra={
@@ -419,11 +476,13 @@ async def change_password(
         .execution_options(synchronize_session=False)
     )
     await session.flush()
+    cache.invalidate_after_commit(session, user_id)
 
 
-async def delete_account(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+async def delete_account(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:
     """Tasks, categories, their links and refresh tokens go with the row (ON DELETE CASCADE)."""
     await session.execute(delete(User).where(User.id == user_id))
+    cache.invalidate_after_commit(session, user_id)
 
 
 async def _user_for_update(*, session: AsyncSession, user_id: uuid.UUID) -> User:

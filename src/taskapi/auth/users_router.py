@@ -7,7 +7,13 @@ from fastapi import APIRouter, Response, status
 from taskapi.auth import service
 from taskapi.auth.models import User
 from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
-from taskapi.core.deps import AccessClaimsDep, CurrentUser, PasswordHasherDep, SessionDep
+from taskapi.core.deps import (
+    AccessClaimsDep,
+    CurrentUser,
+    PasswordHasherDep,
+    SessionDep,
+    UserCacheDep,
+)
 from taskapi.core.errors import problem_responses
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -29,8 +35,12 @@ async def read_me(user: CurrentUser) -> User:
     summary="Change your name",
     responses=problem_responses(400, 401),
 )
-async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> User:
-    return await service.update_profile(session=session, user_id=user.id, full_name=body.full_name)
+async def update_me(
+    body: UserUpdate, user: CurrentUser, session: SessionDep, cache: UserCacheDep
+) -> User:
+    return await service.update_profile(
+        session=session, cache=cache, user_id=user.id, full_name=body.full_name
+    )
 
 
 @router.post(
@@ -47,10 +57,12 @@ async def change_password(
     user: CurrentUser,
     claims: AccessClaimsDep,
     session: SessionDep,
+    cache: UserCacheDep,
     hasher: PasswordHasherDep,
 ) -> None:
     await service.change_password(
         session=session,
+        cache=cache,
         hasher=hasher,
         user_id=user.id,
         session_id=claims.session_id,
@@ -66,5 +78,5 @@ async def change_password(
     summary="Delete your account and everything in it",
     responses=problem_responses(401),
 )
-async def delete_me(user: CurrentUser, session: SessionDep) -> None:
-    await service.delete_account(session=session, user_id=user.id)
+async def delete_me(user: CurrentUser, session: SessionDep, cache: UserCacheDep) -> None:
+    await service.delete_account(session=session, cache=cache, user_id=user.id)

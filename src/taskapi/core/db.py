@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.util import await_
 
 from taskapi.core.config import Settings
 from taskapi.core.errors import AppError, ServiceUnavailable, problem_response
@@ -37,6 +39,7 @@ _UNAVAILABLE_SQLITE_ERRORS = (
 )
 
 log = structlog.get_logger("taskapi.db")
+_AFTER_COMMIT = "taskapi.after_commit"
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -71,8 +74,41 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class AppSession(Session):
+    """The synchronous session inside every AsyncSession the app makes: the one that runs
+    the actions registered with `after_commit`."""
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=AppSession
+    )
+
+
+def after_commit(session: AsyncSession, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` once the session's current transaction has committed.
+
+    `await session.commit()` returns only after the action has run, so in a request it runs
+    before the response is sent. If the transaction rolls back, or ends without a commit,
+    the action is dropped: nothing it would react to happened. An action must not raise.
+    """
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+@event.listens_for(AppSession, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    # SQLAlchemy calls session events synchronously, inside the greenlet its asyncio layer
+    # runs the commit in; await_ hands each coroutine to the event loop and waits for it.
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT released: the outer transaction may still roll back
+    for action in session.info.pop(_AFTER_COMMIT, ()):
+        await_(action())
+
+
+@event.listens_for(AppSession, "after_transaction_end")
+def _drop_after_commit(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 async def check_database(engine: AsyncEngine) -> None:

@@ -1,4 +1,5 @@
-"""Annotated dependency aliases that routers declare: SessionDep, CurrentUser, ActiveUser."""
+"""Annotated dependency aliases that routers declare: SessionDep, CurrentUser, ActiveUser,
+UserCacheDep."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskapi.auth import service as auth_service
+from taskapi.auth.cache import UserCache
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
 from taskapi.core.db import session_per_request
 from taskapi.core.errors import EmailNotVerified, Unauthorized
+from taskapi.core.metrics import record_auth_failure
 from taskapi.core.security import (
     AccessClaims,
     InvalidToken,
@@ -30,9 +34,15 @@ def get_password_hasher(request: Request) -> PasswordHasher:
     return hasher
 
 
+def get_user_cache(request: Request) -> UserCache:
+    cache: UserCache = request.app.state.user_cache
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_from_app)]
 SessionDep = Annotated[AsyncSession, Depends(session_per_request, scope="function")]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
 
 # auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
@@ -46,6 +56,7 @@ async def get_access_claims(
     try:
         return decode_access_token(settings=settings, token=token)
     except InvalidToken as error:
+        record_auth_failure("invalid_access_token")
         raise Unauthorized() from error
 
 
@@ -53,15 +64,11 @@ AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
 """The verified claims of the bearer token; FastAPI decodes it once per request."""
 
 
-async def get_current_user(request: Request, session: SessionDep, claims: AccessClaimsDep) -> User:
-    user = await session.get(User, claims.user_id)
-    if user is None:
-        raise Unauthorized()
-    if (
-        user.tokens_valid_after is not None
-        and claims.issued_at < user.tokens_valid_after.timestamp()
-    ):
-        raise Unauthorized("Token has been revoked")
+async def get_current_user(
+    request: Request, session: SessionDep, cache: UserCacheDep, claims: AccessClaimsDep
+) -> User:
+    """Detached (from the user cache): services load the row themselves to change it."""
+    user = await auth_service.authenticate(session=session, cache=cache, claims=claims)
     request.state.user_id = str(user.id)
     return user
 

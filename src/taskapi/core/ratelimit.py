@@ -10,9 +10,9 @@ same window however their clocks drift.
 
 Without Redis the same window lives in process memory (one process only, as documented).
 When Redis errors or times out the request goes through: a limiter outage must not become
-an API outage. One warning is logged when an outage starts and one info line when Redis
-answers again; meanwhile Redis is tried at most once per `probe_interval_seconds`, so a
-hung Redis costs one request its timeout, not every request.
+an API outage. `RedisOutage` logs one warning when an outage starts and one info line when
+Redis answers again, and meanwhile lets Redis be tried at most once per
+`probe_interval_seconds`, so a hung Redis costs one request its timeout, not every request.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
-import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.config import Settings
 from taskapi.core.errors import PROBLEM_JSON, problem_body, request_id_in
 from taskapi.core.metrics import METRICS_PATH, record_rate_limit_rejection
+from taskapi.core.redis import REDIS_FAILURES, RedisOutage
 from taskapi.core.security import InvalidToken, decode_access_token
 
 WINDOW_SECONDS = 60.0
@@ -49,8 +48,6 @@ UNLIMITED_PATHS = frozenset(
         "/openapi.json",
     }
 )
-
-log = structlog.get_logger("taskapi.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,34 +99,26 @@ class RedisSlidingWindow:
         self._script = redis.register_script(_SLIDING_WINDOW_LUA)
         self._key_prefix = key_prefix
         self._window_us = round(window_seconds * 1_000_000)
-        self._probe_interval = probe_interval_seconds
         self._member_prefix = secrets.token_hex(6)
         self._members = itertools.count()
-        self._failing = False
-        self._next_probe = 0.0
+        self._outage = RedisOutage(
+            "rate_limiter",
+            effect="requests are not rate limited until Redis answers again",
+            probe_interval_seconds=probe_interval_seconds,
+        )
 
     async def hit(self, key: str, limit: int) -> Decision | None:
-        if self._failing and time.monotonic() < self._next_probe:
+        if not self._outage.should_try():
             return None
         member = f"{self._member_prefix}:{next(self._members)}"
         try:
             allowed, remaining, reset_us = await self._script(
                 keys=[self._key_prefix + key], args=[limit, self._window_us, member]
             )
-        except (RedisError, OSError) as error:
-            self._next_probe = time.monotonic() + self._probe_interval
-            if not self._failing:
-                self._failing = True
-                log.warning(
-                    "rate_limiter_unavailable",
-                    error=type(error).__name__,
-                    detail=str(error),
-                    effect="requests are not rate limited until Redis answers again",
-                )
+        except REDIS_FAILURES as error:
+            self._outage.failed(error)
             return None
-        if self._failing:
-            self._failing = False
-            log.info("rate_limiter_recovered")
+        self._outage.succeeded()
         return Decision(
             allowed=bool(allowed),
             limit=limit,

@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import jwt
 from pwdlib import PasswordHash
@@ -98,24 +99,53 @@ def create_access_token(
 
 
 def decode_access_token(*, settings: Settings, token: str) -> AccessClaims:
-    keys = [settings.secret_key]
-    if settings.jwt_secret_key_prev:
-        keys.append(settings.jwt_secret_key_prev)
+    """Verify an access token, or raise InvalidToken.
+
+    A client sends the same token on every request for its whole lifetime, and the
+    signature check (with PyJWT's character-by-character base64 validation) is the dearest
+    part of a small request, so a verified token is remembered: by the token AND every
+    setting that verified it, so a token is never trusted under another key, issuer or
+    audience. Expiry is checked again on every use.
+    """
+    claims, expires_at = _verify_access_token(
+        token,
+        (settings.secret_key, settings.jwt_secret_key_prev),
+        settings.jwt_algorithm,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+    if time.time() >= expires_at:
+        raise InvalidToken("token expired")
+    return claims
+
+
+VERIFIED_TOKEN_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=VERIFIED_TOKEN_CACHE_SIZE)
+def _verify_access_token(
+    token: str, keys: tuple[str, str | None], algorithm: str, issuer: str, audience: str
+) -> tuple[AccessClaims, float]:
     for key in keys:
+        if key is None:
+            continue
         try:
             payload = jwt.decode(
                 token,
                 key,
-                algorithms=[settings.jwt_algorithm],
-                audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=issuer,
                 options={"require": REQUIRED_CLAIMS},
             )
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from error
-        return _claims(payload)
+        expires_at = payload["exp"]
+        if not isinstance(expires_at, int | float):
+            raise InvalidToken("malformed claims")
+        return _claims(payload), float(expires_at)
     raise InvalidToken("signature verification failed")
 
 

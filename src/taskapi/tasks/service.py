@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from taskapi.auth.models import User
@@ -95,9 +95,12 @@ async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) ->
 
 
 async def get_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> Task:
-    """The user's live task with its categories loaded; TaskNotFound (404) otherwise."""
+    """The user's live task with its categories loaded; TaskNotFound (404) otherwise.
+
+    One task: its categories come in the same query by a join, one round trip fewer than
+    selectinload (which lists keep, so a page costs two queries whatever its size)."""
     task = await session.scalar(
-        select(Task).where(_owned_task(user.id, task_id)).options(selectinload(Task.categories))
+        select(Task).where(_owned_task(user.id, task_id)).options(joinedload(Task.categories))
     )
     if task is None:
         raise TaskNotFound
