@@ -121,7 +121,8 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
 
     Used with `scope="function"` so the commit happens before the response is sent: a
     client never sees a success for a write that has not been committed. A domain error
-    raised with `keep_changes` is still committed, then re-raised.
+    raised with `keep_changes` is still committed, then re-raised. A request that never
+    touched the database (say, its user came from the cache) has nothing to commit.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
@@ -137,7 +138,8 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            if session.in_transaction():
+                await session.commit()
 
 
 def is_database_unavailable(error: BaseException) -> bool:

@@ -24,17 +24,17 @@ from taskapi.core.security import (
 )
 
 
-def get_settings_from_app(request: Request) -> Settings:
+async def get_settings_from_app(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.password_hasher
     return hasher
 
 
-def get_user_cache(request: Request) -> UserCache:
+async def get_user_cache(request: Request) -> UserCache:
     cache: UserCache = request.app.state.user_cache
     return cache
 

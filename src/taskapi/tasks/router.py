@@ -35,7 +35,7 @@ _ETAG_HEADER: dict[str, Any] = {
 }
 
 
-def _if_match_version(
+async def _if_match_version(
     if_match: Annotated[
         str | None,
         Header(
