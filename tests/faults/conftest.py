@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.core.conftest import free_port, own_redis, serve
 
@@ -125,6 +127,15 @@ class OwnPostgres:
             str(PG_TIMEOUT_SECONDS),
             "stop",
         )
+
+    async def create_database(self, name: str = "taskapi") -> str:
+        admin = create_async_engine(self.server_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with admin.connect() as connection:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await admin.dispose()
+        return self.url_of(name)
 
     @property
     def running(self) -> bool:

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from taskapi.core import migrations
@@ -25,16 +24,6 @@ from tests.faults.conftest import OwnPostgres
 API = "/api/v1"
 # Words that would tell a client about the database behind the API.
 INTERNALS = ("sql", "asyncpg", "postgres", "psycopg", "127.0.0.1", "errno", "connect", "traceback")
-
-
-async def create_database(cluster: OwnPostgres) -> str:
-    admin = create_async_engine(cluster.server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text('CREATE DATABASE "taskapi"'))
-    finally:
-        await admin.dispose()
-    return cluster.url_of("taskapi")
 
 
 def assert_unavailable_without_internals(response: httpx.Response, cluster: OwnPostgres) -> None:
@@ -55,7 +44,7 @@ async def test_database_outage_answers_503_and_the_app_recovers_without_restart(
     make_settings: SettingsFactory,
     app_factory: Callable[[Settings], Any],
 ) -> None:
-    settings = make_settings(database_url=await create_database(own_postgres))
+    settings = make_settings(database_url=await own_postgres.create_database())
     await migrations.upgrade_async(settings)
     app = await app_factory(settings)
     async with app.state.sessionmaker() as session:

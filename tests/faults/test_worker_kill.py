@@ -2,7 +2,8 @@
 starts a replacement, and the replacement serves.
 
 `taskapi serve` runs with WORKERS=2 on 127.0.0.1; only its own worker processes (children
-of the server this test started) are ever signalled. Runs on both passes."""
+of the server this test started) are ever signalled. The database is a PostgreSQL cluster
+of the test's own. Runs on both passes."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from tests.core.conftest import ServeFactory, Server
 from tests.factories import DEFAULT_PASSWORD
+from tests.faults.conftest import OwnPostgres
 
 CLIENTS = 6
 WAIT_SECONDS = 60.0
@@ -82,13 +83,13 @@ class Load:
 
 
 async def test_sigkilled_worker_is_replaced_and_the_service_keeps_answering(
-    serve: ServeFactory, new_database_url: Callable[[], Any]
+    serve: ServeFactory, own_postgres: OwnPostgres
 ) -> None:
     server = await asyncio.to_thread(
         serve,
         {
             "APP_ENV": "production",
-            "DATABASE_URL": await new_database_url(),
+            "DATABASE_URL": await own_postgres.create_database(),
             "WORKERS": "2",
             "ENABLE_RATE_LIMITING": "false",
             "ENABLE_METRICS": "false",
