@@ -1,16 +1,19 @@
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
+from taskapi.core.config import Settings
 from taskapi.core.deps import SessionDep
 from taskapi.core.errors import Conflict
 from tests.conftest import make_client
+from tests.factories import sign_in
 
 probe = APIRouter(prefix="/api/v1/probe-db")
 
@@ -77,3 +80,21 @@ async def test_domain_error_with_keep_changes_commits(
 ) -> None:
     assert (await probe_client.post("/api/v1/probe-db/refused-but-kept")).status_code == 409
     assert await _stored_emails(session) == {"kept@example.com"}
+
+
+async def test_reads_do_not_wait_for_an_open_write_transaction(
+    app: FastAPI, session: AsyncSession, settings: Settings
+) -> None:
+    """GET runs in a read-only session: on SQLite it does not queue for the write lock that
+    every writing request takes, on PostgreSQL it skips BEGIN/COMMIT."""
+    signed_in = await sign_in(session, settings)
+    async with app.state.engine.connect() as writer:
+        await writer.begin()
+        await writer.execute(text("UPDATE users SET full_name = full_name"))
+        async with make_client(app) as client:
+            response = await asyncio.wait_for(
+                client.get("/api/v1/tasks", headers=signed_in.headers), timeout=3
+            )
+        await writer.rollback()
+    assert response.status_code == 200
+    assert response.json()["total"] == 0
