@@ -72,6 +72,9 @@ class Profile:
 FULL = Profile(
     warmup=3, duration=10, connections=50, threads=2, big_tasks=100_000, deep_offset=DEEP_OFFSET
 )
+QUICK = Profile(
+    warmup=2, duration=5, connections=50, threads=2, big_tasks=20_000, deep_offset=16_000
+)
 SMOKE = Profile(warmup=0, duration=1, connections=8, threads=2, big_tasks=3_000, deep_offset=2_000)
 
 
@@ -385,10 +388,13 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="seconds-long run that checks the harness"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs at full concurrency, for tuning"
+    )
     parser.add_argument("--only", nargs="*", help="scenario letters to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     args = parser.parse_args()
-    profile = SMOKE if args.smoke else FULL
+    profile = SMOKE if args.smoke else QUICK if args.quick else FULL
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (bench/run installs it)")
 

@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    app.state.read_sessionmaker = create_sessionmaker(app.state.engine, read_only=True)
     app.state.redis = create_redis(settings.redis_url) if settings.redis_url else None
     app.state.user_cache = UserCache(
         create_cache_store(

@@ -1,3 +1,4 @@
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
+from taskapi.core.config import Settings
 from taskapi.core.db import is_database_unavailable
 from taskapi.core.deps import SessionDep
 from taskapi.core.errors import Conflict
 from tests.conftest import make_client
+from tests.factories import sign_in
 
 probe = APIRouter(prefix="/api/v1/probe-db")
 
@@ -178,3 +181,21 @@ def test_sqlite_busy_is_unavailable_but_a_sqlite_syntax_error_is_not(tmp_path: P
     assert busy.value.sqlite_errorname == "SQLITE_BUSY"
     assert is_database_unavailable(_wrapped(busy.value)) is True
     assert is_database_unavailable(_wrapped(syntax.value)) is False
+
+
+async def test_reads_do_not_wait_for_an_open_write_transaction(
+    app: FastAPI, session: AsyncSession, settings: Settings
+) -> None:
+    """GET runs in a read-only session: on SQLite it does not queue for the write lock that
+    every writing request takes, on PostgreSQL it skips BEGIN/COMMIT."""
+    signed_in = await sign_in(session, settings)
+    async with app.state.engine.connect() as writer:
+        await writer.begin()
+        await writer.execute(text("UPDATE users SET full_name = full_name"))
+        async with make_client(app) as client:
+            response = await asyncio.wait_for(
+                client.get("/api/v1/tasks", headers=signed_in.headers), timeout=3
+            )
+        await writer.rollback()
+    assert response.status_code == 200
+    assert response.json()["total"] == 0

@@ -40,6 +40,8 @@ _UNAVAILABLE_SQLITE_ERRORS = (
 
 log = structlog.get_logger("taskapi.db")
 _AFTER_COMMIT = "taskapi.after_commit"
+_READ_ONLY = "taskapi_read_only"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -70,8 +72,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin_immediate(connection: Any) -> None:
     """Take the write lock up front: a deferred read lock upgraded to a write fails at once
-    with SQLITE_BUSY when two transactions race, whereas BEGIN IMMEDIATE waits its turn."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    with SQLITE_BUSY when two transactions race, whereas BEGIN IMMEDIATE waits its turn.
+    A read-only session begins deferred, so reads never queue behind writers (WAL)."""
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class AppSession(Session):
@@ -79,7 +83,22 @@ class AppSession(Session):
     the actions registered with `after_commit`."""
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for writes, or (`read_only`) for GET and HEAD, which never write.
+
+    PostgreSQL runs read-only sessions in autocommit: under READ COMMITTED each statement
+    sees a fresh snapshot inside a transaction too, so BEGIN and COMMIT would only cost two
+    round trips. SQLite gives them a deferred transaction instead of the write lock.
+    """
+    if read_only:
+        options = (
+            {_READ_ONLY: True}
+            if engine.dialect.name == "sqlite"
+            else {"isolation_level": "AUTOCOMMIT"}
+        )
+        engine = engine.execution_options(**options)
     return async_sessionmaker(
         engine, expire_on_commit=False, autoflush=False, sync_session_class=AppSession
     )
@@ -124,7 +143,11 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
     raised with `keep_changes` is still committed, then re-raised. A request that never
     touched the database (say, its user came from the cache) has nothing to commit.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        request.app.state.read_sessionmaker
+        if request.method in SAFE_METHODS
+        else request.app.state.sessionmaker
+    )
     async with sessionmaker() as session:
         try:
             yield session

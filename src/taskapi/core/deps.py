@@ -48,9 +48,10 @@ UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-async def get_access_claims(
-    settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> AccessClaims:
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def _verified_claims(settings: Settings, token: str | None) -> AccessClaims:
     if not token:
         raise Unauthorized("Not authenticated")
     try:
@@ -60,25 +61,38 @@ async def get_access_claims(
         raise Unauthorized() from error
 
 
+async def get_access_claims(settings: SettingsDep, token: BearerToken) -> AccessClaims:
+    return _verified_claims(settings, token)
+
+
 AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
-"""The verified claims of the bearer token; FastAPI decodes it once per request."""
+"""The verified claims of the bearer token."""
 
 
-async def get_current_user(
-    request: Request, session: SessionDep, cache: UserCacheDep, claims: AccessClaimsDep
-) -> User:
-    """Detached (from the user cache): services load the row themselves to change it."""
-    user = await auth_service.authenticate(session=session, cache=cache, claims=claims)
+async def _authenticate(request: Request, session: AsyncSession, token: str | None) -> User:
+    """Detached (from the user cache): services load the row themselves to change it.
+
+    Reads settings and cache straight from the app rather than through sub-dependencies:
+    every dependency FastAPI resolves costs each authenticated request measurable time.
+    """
+    state = request.app.state
+    claims = _verified_claims(state.settings, token)
+    user = await auth_service.authenticate(session=session, cache=state.user_cache, claims=claims)
     request.state.user_id = str(user.id)
     return user
+
+
+async def get_current_user(request: Request, session: SessionDep, token: BearerToken) -> User:
+    return await _authenticate(request, session, token)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_active_user(user: CurrentUser, settings: SettingsDep) -> User:
+async def get_active_user(request: Request, session: SessionDep, token: BearerToken) -> User:
     """Task and category routes: an unverified account may sign in but not work yet."""
-    if settings.require_email_verification and not user.is_active:
+    user = await _authenticate(request, session, token)
+    if request.app.state.settings.require_email_verification and not user.is_active:
         raise EmailNotVerified("Verify your email address before using this endpoint.")
     return user
 

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Select,
     SQLColumnExpression,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -66,13 +68,25 @@ class VersionConflict(Conflict):
         )
 
 
-def _owned(user_id: uuid.UUID) -> ColumnElement[bool]:
+IdOrParam = uuid.UUID | BindParameter[uuid.UUID]
+"""An id, or a bind parameter standing for one in a statement built once."""
+
+
+def _owned(user_id: IdOrParam) -> ColumnElement[bool]:
     """The one scope of every task query: this user's tasks that are not deleted."""
     return and_(Task.user_id == user_id, Task.deleted_at.is_(None))
 
 
-def _owned_task(user_id: uuid.UUID, task_id: uuid.UUID) -> ColumnElement[bool]:
+def _owned_task(user_id: IdOrParam, task_id: IdOrParam) -> ColumnElement[bool]:
     return and_(_owned(user_id), Task.id == task_id)
+
+
+# Built once: composing the expression and its cache key cost more than running it.
+_GET_TASK = (
+    select(Task)
+    .where(_owned_task(bindparam("user_id"), bindparam("task_id")))
+    .options(joinedload(Task.categories))
+)
 
 
 async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) -> Task:
@@ -99,9 +113,7 @@ async def get_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> 
 
     One task: its categories come in the same query by a join, one round trip fewer than
     selectinload (which lists keep, so a page costs two queries whatever its size)."""
-    task = await session.scalar(
-        select(Task).where(_owned_task(user.id, task_id)).options(joinedload(Task.categories))
-    )
+    task = await session.scalar(_GET_TASK, {"user_id": user.id, "task_id": task_id})
     if task is None:
         raise TaskNotFound
     return task
