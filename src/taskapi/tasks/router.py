@@ -104,7 +104,7 @@ async def list_tasks(
     paging: Annotated[PageParams, Query()],
     session: SessionDep,
     user: ActiveUser,
-) -> Page[Task]:
+) -> Page[dict[str, Any]]:
     return await service.list_tasks(session=session, user=user, query=query, paging=paging)
 
 
