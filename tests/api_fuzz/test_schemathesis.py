@@ -94,6 +94,9 @@ async def test_schemathesis_finds_nothing(
             str(HERE / "schemathesis.toml"),
             "run",
             f"{server.base_url}/openapi.json",
+            # Every check, spelled out so a change of Schemathesis' defaults cannot drop one.
+            "--checks",
+            "all",
             "--max-examples",
             str(FUZZ_MAX_EXAMPLES),
             "--seed",
