@@ -1,4 +1,5 @@
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
@@ -199,3 +200,30 @@ async def test_reads_do_not_wait_for_an_open_write_transaction(
         await writer.rollback()
     assert response.status_code == 200
     assert response.json()["total"] == 0
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"),
+    reason="PostgreSQL pool behaviour: SQLite has no server connections to lose",
+)
+async def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
+    app: FastAPI, session: AsyncSession, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What pre-ping is for: the server dropped the pooled connections (a restart, an idle
+    timeout); the next request must still be served, on a fresh connection."""
+    monkeypatch.setattr("taskapi.core.db.PING_AFTER_IDLE_SECONDS", 0.0)
+    signed_in = await sign_in(session, settings)
+    async with make_client(app) as client:
+        assert (await client.get("/api/v1/tasks", headers=signed_in.headers)).status_code == 200
+        await session.close()
+        async with app.state.engine.connect() as pooled:
+            pooled_pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
+        outsider = create_async_engine(settings.database_url)
+        async with outsider.connect() as connection:
+            killed = await connection.scalar(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled_pid}
+            )
+        await outsider.dispose()
+        assert killed is True
+        response = await client.get("/api/v1/tasks", headers=signed_in.headers)
+    assert response.status_code == 200
