@@ -515,6 +515,9 @@ def run_all(
                 if run_seconds == 0:
                     continue
                 if mode == "patch_task":
+                    # wrk stops with requests in flight; let the server finish them before
+                    # reading versions, or the next run starts from stale ones (409s).
+                    time.sleep(1)
                     for thread in data["threads"]:
                         versions = asyncio.run(
                             current_versions(database_url, thread["patch_tasks"])
