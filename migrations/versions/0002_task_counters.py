@@ -36,9 +36,12 @@ END
 $$ LANGUAGE plpgsql
 """
 
+# Deferred to commit: the counter row is locked only while the transaction commits, not
+# from the INSERT until then, so one user's concurrent creates do not queue on it.
 POSTGRESQL_TRIGGER_BINDING = """
-CREATE TRIGGER task_counters_track
+CREATE CONSTRAINT TRIGGER task_counters_track
 AFTER INSERT OR DELETE OR UPDATE OF deleted_at ON tasks
+DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION task_counters_track()
 """
 
