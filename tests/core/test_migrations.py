@@ -10,7 +10,7 @@ from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.models import Base
 
-TABLES = {"users", "tasks", "categories", "task_categories", "refresh_tokens"}
+TABLES = {"users", "tasks", "categories", "task_categories", "refresh_tokens", "task_counters"}
 TASK_INDEXES = {
     "ix_tasks_deleted_at": ["deleted_at"],
     "ix_tasks_user_id_created_at": ["user_id", "created_at", "id"],
@@ -77,6 +77,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: Callable[[], Any]) ->
             ("refresh_tokens", "users", "CASCADE"),
             ("task_categories", "tasks", "CASCADE"),
             ("task_categories", "categories", "CASCADE"),
+            ("task_counters", "users", "CASCADE"),
         }
         assert schema["diff"] == [], "the migration and the ORM models disagree"
         if engine.dialect.name == "postgresql":

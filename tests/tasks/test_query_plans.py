@@ -125,6 +125,9 @@ LIST_SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
+FILTERS = {"status", "priority", "due_date_from", "due_date_to", "category_id", "q"}
+
+
 async def test_list_queries_use_a_user_id_index_and_never_scan_all_tasks(
     session: AsyncSession,
 ) -> None:
@@ -141,6 +144,11 @@ async def test_list_queries_use_a_user_id_index_and_never_scan_all_tasks(
         )
         for part, statement in (("count", statements.count), ("page", statements.page)):
             nodes = await _plan(session, statement)
+            relations = {node.get("Relation Name") for node in nodes} - {None}
+            if part == "count" and not set(params) & FILTERS:
+                # The unfiltered total is the trigger-kept counter: one small row, no tasks.
+                assert relations == {"task_counters"}, f"{shape} count reads {relations}"
+                continue
             sequential = [
                 node["Relation Name"] for node in nodes if node["Node Type"] == "Seq Scan"
             ]

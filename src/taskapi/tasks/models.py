@@ -71,3 +71,15 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     categories: Mapped[list[Category]] = relationship(
         secondary=task_categories, lazy="raise", order_by="Category.name"
     )
+
+
+class TaskCounter(Base):
+    """Live (not deleted) tasks per user, kept exact by database triggers (migration 0002),
+    so the unfiltered list answers its total without counting every row."""
+
+    __tablename__ = "task_counters"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    live_tasks: Mapped[int] = mapped_column(default=0, server_default=text("0"))

@@ -42,7 +42,7 @@ from taskapi.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from taskapi.tasks.models import Task, TaskPriority, TaskStatus, task_categories
+from taskapi.tasks.models import Task, TaskCounter, TaskPriority, TaskStatus, task_categories
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskListQuery,
@@ -142,9 +142,11 @@ def list_statements(
     """The count and the page of a task list, as `list_tasks` runs them (EXPLAIN reads them).
 
     The page asks for one row more than the limit: whether it comes back says whether there
-    is a next page, without a second query.
+    is a next page, without a second query. The unfiltered total is the trigger-kept
+    counter (migration 0002): one row read, however many tasks the user has.
     """
-    criteria = [_owned(user_id), *_filters(query)]
+    filters = _filters(query)
+    criteria = [_owned(user_id), *filters]
     key = _sort_key(query.sort_by, dialect)
     ascending = query.sort_order is SortOrder.ASC
     ordered_key = key.asc() if ascending else key.desc()
@@ -159,7 +161,18 @@ def list_statements(
     if paging.cursor is not None:
         after = _decode_position(paging.cursor, query, dialect)
         return ListStatements(count=None, page=page.where(_after(key, after, query, ascending)))
-    count = select(func.count()).select_from(Task).where(*criteria)
+    count: Select[int] = (
+        select(func.count()).select_from(Task).where(*criteria)
+        if filters
+        else select(
+            func.coalesce(
+                select(TaskCounter.live_tasks)
+                .where(TaskCounter.user_id == user_id)
+                .scalar_subquery(),
+                0,
+            )
+        )
+    )
     return ListStatements(count=count, page=page.offset(paging.offset))
 
 
