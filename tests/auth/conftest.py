@@ -115,21 +115,6 @@ async def login(
     return await client.post(f"{API}/auth/login", json={"email": email, "password": password})
 
 
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
-
-
-def field_errors(response: httpx.Response) -> set[str]:
-    body = assert_problem(response, 400, "validation_error")
-    return {error["field"] for error in body["errors"]}
-
-
 async def stored_user(session: AsyncSession, email: str) -> User | None:
     """The row as committed now. Ends the read transaction at once: on SQLite an open one
     would hold the write lock the app needs."""

@@ -24,10 +24,8 @@ from tests.auth.conftest import (
     USER_FIELDS,
     CountingHasher,
     Mailbox,
-    assert_problem,
     bearer,
     change_user,
-    field_errors,
     login,
     register,
     stored_refresh_tokens,
@@ -35,6 +33,7 @@ from tests.auth.conftest import (
     stored_user,
 )
 from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.problems import assert_problem, field_errors
 
 EMAIL = "ada@example.com"
 

@@ -32,7 +32,6 @@ from tests.auth.conftest import (
     OTHER_PASSWORD,
     STRONG_PASSWORD,
     Mailbox,
-    assert_problem,
     bearer,
     change_user,
     login,
@@ -40,6 +39,7 @@ from tests.auth.conftest import (
     stored_user,
 )
 from tests.factories import DEFAULT_PASSWORD, SignedIn, sign_in
+from tests.problems import assert_problem
 
 EMAIL = "ada@example.com"
 ME = f"{API}/users/me"

@@ -19,9 +19,7 @@ from tests.auth.conftest import (
     OTHER_PASSWORD,
     STRONG_PASSWORD,
     USER_FIELDS,
-    assert_problem,
     bearer,
-    field_errors,
     login,
     register,
     stored_refresh_tokens,
@@ -29,6 +27,7 @@ from tests.auth.conftest import (
     stored_user,
 )
 from tests.factories import sign_in
+from tests.problems import assert_problem, field_errors
 
 EMAIL = "ada@example.com"
 

@@ -57,19 +57,6 @@ async def stored_category(session: AsyncSession, category_id: str | uuid.UUID) -
     return category
 
 
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
-
-
-def field_errors(body: dict[str, Any]) -> set[str]:
-    return {error["field"] for error in body["errors"]}
-
-
 TASKS = "/api/v1/tasks"
 
 

@@ -12,7 +12,6 @@ from taskapi.core.config import Settings
 from tests.categories.conftest import (
     CATEGORIES,
     TASKS,
-    assert_problem,
     create_category,
     create_task,
     link_path,
@@ -20,6 +19,7 @@ from tests.categories.conftest import (
     stored_task,
 )
 from tests.factories import SignedIn, sign_in
+from tests.problems import assert_problem
 
 # --- assign ---------------------------------------------------------------------------------
 

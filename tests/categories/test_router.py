@@ -12,14 +12,13 @@ from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, task_categories
 from tests.categories.conftest import (
     CATEGORIES,
-    assert_problem,
     create_category,
-    field_errors,
     stored_categories,
     stored_category,
 )
 from tests.conftest import AppFactory, SettingsFactory, make_client
 from tests.factories import SignedIn, sign_in
+from tests.problems import assert_problem, field_errors
 
 # --- create ---------------------------------------------------------------------------------
 
@@ -59,8 +58,7 @@ async def test_create_rejects_a_color_that_is_not_rrggbb(
         CATEGORIES, json={"name": "Work", "color": color}, headers=alice.headers
     )
 
-    body = assert_problem(response, 400, "validation_error")
-    assert field_errors(body) == {"color"}
+    assert field_errors(response) == {"color"}
     assert await stored_categories(session, alice) == []
 
 
@@ -70,8 +68,7 @@ async def test_create_rejects_a_name_outside_3_to_50_after_trimming(
 ) -> None:
     response = await client.post(CATEGORIES, json={"name": name}, headers=alice.headers)
 
-    body = assert_problem(response, 400, "validation_error")
-    assert field_errors(body) == {"name"}
+    assert field_errors(response) == {"name"}
     assert await stored_categories(session, alice) == []
 
 
@@ -90,7 +87,7 @@ async def test_create_requires_a_name(
 ) -> None:
     response = await client.post(CATEGORIES, json={"color": "#FFFFFF"}, headers=alice.headers)
 
-    assert field_errors(assert_problem(response, 400, "validation_error")) == {"name"}
+    assert field_errors(response) == {"name"}
     assert await stored_categories(session, alice) == []
 
 
@@ -205,7 +202,7 @@ async def test_another_users_category_is_404_exactly_like_a_missing_one(
 async def test_a_malformed_id_is_400(client: httpx.AsyncClient, alice: SignedIn) -> None:
     response = await client.get(f"{CATEGORIES}/not-a-uuid", headers=alice.headers)
 
-    assert field_errors(assert_problem(response, 400, "validation_error")) == {"category_id"}
+    assert field_errors(response) == {"category_id"}
 
 
 # --- update ---------------------------------------------------------------------------------
@@ -283,7 +280,7 @@ async def test_patch_rejects_null_and_invalid_fields(
         f"{CATEGORIES}/{created['id']}", json=payload, headers=alice.headers
     )
 
-    assert field_errors(assert_problem(response, 400, "validation_error")) == {field}
+    assert field_errors(response) == {field}
     stored = await stored_category(session, created["id"])
     assert stored is not None
     assert (stored.name, stored.color) == ("Work", "#6366F1")

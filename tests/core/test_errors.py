@@ -8,6 +8,7 @@ from structlog.testing import capture_logs
 
 from taskapi.core.errors import Conflict
 from tests.conftest import make_client
+from tests.problems import assert_problem
 
 probe = APIRouter(prefix="/api/v1/probe")
 
@@ -37,19 +38,6 @@ async def probe_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     app.include_router(probe)
     async with make_client(app) as http:
         yield http
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert isinstance(body["title"], str)
-    assert isinstance(body["detail"], str)
-    assert str(body["type"]).endswith(code.replace("_", "-"))
-    return body
 
 
 async def test_validation_error_is_400_with_field_errors(probe_client: httpx.AsyncClient) -> None:

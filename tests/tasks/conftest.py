@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,17 +72,3 @@ async def stored(session: AsyncSession, task_id: Any) -> Task | None:
     task = await session.get(Task, task_id, populate_existing=True)
     await session.commit()
     return task
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
-
-
-def error_fields(response: httpx.Response) -> set[str]:
-    body = assert_problem(response, 400, "validation_error")
-    return {error["field"] for error in body["errors"]}

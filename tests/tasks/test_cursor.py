@@ -9,7 +9,11 @@ import pytest
 from taskapi.core.pagination import encode_cursor
 from taskapi.tasks.models import TaskPriority, TaskStatus
 from tests.factories import SignedIn
-from tests.tasks.conftest import TASKS, AddTask, assert_problem
+from tests.problems import assert_problem
+from tests.tasks.conftest import (
+    TASKS,
+    AddTask,
+)
 
 SORT_FIELDS = ["created_at", "updated_at", "due_date", "priority", "title", "status"]
 

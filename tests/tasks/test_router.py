@@ -17,12 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, TaskPriority, TaskStatus
 from tests.factories import SignedIn, sign_in
+from tests.problems import assert_problem, field_errors
 from tests.tasks.conftest import (
     TASKS,
     AddTask,
     add_category,
-    assert_problem,
-    error_fields,
     in_days,
     iso,
     link,
@@ -189,7 +188,7 @@ async def test_create_title_length_after_trimming(
         assert response.status_code == 201
         assert response.json()["title"] == title.strip()
     else:
-        assert error_fields(response) == {"title"}
+        assert field_errors(response) == {"title"}
     assert await session.scalar(select(func.count()).select_from(Task)) == int(accepted)
 
 
@@ -220,7 +219,7 @@ async def test_create_refuses_bad_input(
 ) -> None:
     response = await client.post(TASKS, json=body, headers=alice.headers)
 
-    assert error_fields(response) == {field}
+    assert field_errors(response) == {field}
     assert await session.scalar(select(func.count()).select_from(Task)) == 0
 
 
@@ -327,7 +326,7 @@ async def test_a_malformed_task_id_is_400(
     response = await client.request(
         method, f"{TASKS}/not-a-uuid", json={"version": 1}, headers=alice.headers
     )
-    assert error_fields(response) == {"task_id"}
+    assert field_errors(response) == {"task_id"}
 
 
 # --- isolation ------------------------------------------------------------------------------
@@ -485,7 +484,7 @@ async def test_patch_null_for_a_required_field_is_400(
         f"{TASKS}/{task.id}", json={field: None, "version": 1}, headers=alice.headers
     )
 
-    assert error_fields(response) == {field}
+    assert field_errors(response) == {field}
     row = await stored(session, task.id)
     assert row is not None
     assert (row.title, row.status, row.priority, row.version) == (
@@ -521,7 +520,7 @@ async def test_patch_refuses_bad_values(
         f"{TASKS}/{task.id}", json={**body, "version": 1}, headers=alice.headers
     )
 
-    assert error_fields(response) == {field}
+    assert field_errors(response) == {field}
     row = await stored(session, task.id)
     assert row is not None
     assert (row.title, row.version) == ("Keep", 1)
@@ -618,7 +617,7 @@ async def test_patch_refuses_a_malformed_if_match(
         headers={**alice.headers, "If-Match": if_match},
     )
 
-    assert error_fields(response) == {"If-Match"}
+    assert field_errors(response) == {"If-Match"}
     row = await stored(session, task.id)
     assert row is not None
     assert (row.title, row.version) == ("Keep", 3)
@@ -667,7 +666,7 @@ async def test_patch_refuses_an_impossible_body_version(
         f"{TASKS}/{task.id}", json={"title": "x" * 5, "version": version}, headers=alice.headers
     )
 
-    assert error_fields(response) == {"version"}
+    assert field_errors(response) == {"version"}
 
 
 @pytest.mark.parametrize("via_header", [False, True])
@@ -948,7 +947,7 @@ async def test_list_refuses_bad_query_parameters(
     client: httpx.AsyncClient, alice: SignedIn, params: dict[str, Any], field: str
 ) -> None:
     response = await client.get(TASKS, params=params, headers=alice.headers)
-    assert error_fields(response) == {field}
+    assert field_errors(response) == {field}
 
 
 async def test_list_refuses_a_date_range_that_ends_before_it_starts(
@@ -959,7 +958,7 @@ async def test_list_refuses_a_date_range_that_ends_before_it_starts(
         params={"due_date_from": "2026-02-01T00:00:00Z", "due_date_to": "2026-01-01T00:00:00Z"},
         headers=alice.headers,
     )
-    assert error_fields(response) == {"due_date_to"}
+    assert field_errors(response) == {"due_date_to"}
 
 
 # --- list: filters --------------------------------------------------------------------------
