@@ -29,11 +29,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 from taskapi.core.models import new_id
-from taskapi.core.security import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
+from taskapi.core.security import argon2id
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "scenario.lua"
@@ -162,15 +160,7 @@ def stop_server(server: Server) -> None:
 
 async def seed(database_url: str, profile: Profile) -> Seed:
     """Rows go in by COPY: what is measured is serving, not seeding."""
-    password_hash = PasswordHash(
-        (
-            Argon2Hasher(
-                memory_cost=ARGON2_MEMORY_KIB,
-                time_cost=ARGON2_TIME_COST,
-                parallelism=ARGON2_PARALLELISM,
-            ),
-        )
-    ).hash(PASSWORD)
+    password_hash = argon2id().hash(PASSWORD)
     connection = await asyncpg.connect(asyncpg_url(database_url))
     result = Seed()
     now = datetime.now(UTC)
@@ -332,15 +322,7 @@ def run_wrk(
 
 
 def _argon2_worker(seconds: float, queue: Any) -> None:
-    hasher = PasswordHash(
-        (
-            Argon2Hasher(
-                memory_cost=ARGON2_MEMORY_KIB,
-                time_cost=ARGON2_TIME_COST,
-                parallelism=ARGON2_PARALLELISM,
-            ),
-        )
-    )
+    hasher = argon2id()
     password_hash = hasher.hash(PASSWORD)
     count = 0
     deadline = time.monotonic() + seconds

@@ -7,30 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
-from taskapi.core.security import (
-    ARGON2_MEMORY_KIB,
-    ARGON2_PARALLELISM,
-    ARGON2_TIME_COST,
-    create_access_token,
-)
+from taskapi.core.security import argon2id, create_access_token
 
 DEFAULT_PASSWORD = "Str0ng!Passw0rd"
 
-_hasher = PasswordHash(
-    (
-        Argon2Hasher(
-            memory_cost=ARGON2_MEMORY_KIB,
-            time_cost=ARGON2_TIME_COST,
-            parallelism=ARGON2_PARALLELISM,
-        ),
-    )
-)
+_hasher = argon2id()
 
 
 @cache

@@ -30,20 +30,25 @@ class InvalidToken(Exception):
     """Any reason a bearer token is not acceptable; callers answer 401 without details."""
 
 
+def argon2id() -> PasswordHash:
+    """The one argon2id configuration: the app's hasher, test fixtures and the benchmark."""
+    return PasswordHash(
+        (
+            Argon2Hasher(
+                memory_cost=ARGON2_MEMORY_KIB,
+                time_cost=ARGON2_TIME_COST,
+                parallelism=ARGON2_PARALLELISM,
+            ),
+        )
+    )
+
+
 class PasswordHasher:
     """argon2id in a bounded thread pool: argon2-cffi drops the GIL, so hashes run in
     parallel on every core while the event loop keeps serving."""
 
     def __init__(self, *, max_workers: int | None = None) -> None:
-        self._hash = PasswordHash(
-            (
-                Argon2Hasher(
-                    memory_cost=ARGON2_MEMORY_KIB,
-                    time_cost=ARGON2_TIME_COST,
-                    parallelism=ARGON2_PARALLELISM,
-                ),
-            )
-        )
+        self._hash = argon2id()
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers or os.cpu_count() or 2, thread_name_prefix="argon2"
         )
