@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -105,22 +106,32 @@ def asyncpg_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+async def create_database(server_url: str, prefix: str) -> tuple[str, str]:
+    """A new empty database on `server_url`: its name and its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    return name, server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 @contextmanager
 def bench_database() -> Iterator[str]:
-    name = f"taskapi_bench_{uuid.uuid4().hex[:10]}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(SERVER_URL)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    name, url = asyncio.run(create_database(SERVER_URL, "taskapi_bench"))
     try:
-        yield SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(SERVER_URL, name))
 
 
 def start_server(
@@ -526,8 +537,6 @@ def run_concurrently(
     server: Server, data_path: Path, seconds: int, profile: Profile
 ) -> dict[str, Any]:
     """Login load and a light /health/live probe at once: hashing must not stall the loop."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(2) as pool:
         login_future = pool.submit(run_wrk, server.url, "login", data_path, seconds, profile)
         live_future = pool.submit(run_wrk, server.url, "live", data_path, seconds, profile, 2, 1)

@@ -40,7 +40,14 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from bench.harness import free_port, start_server, stop_server, worker_rss_mb
+from bench.harness import (
+    create_database,
+    drop_database,
+    free_port,
+    start_server,
+    stop_server,
+    worker_rss_mb,
+)
 
 PASSWORD = "Soak!Passw0rd"  # noqa: S105 (the soak users' password)
 MEMORY_TOLERANCE = 0.10
@@ -229,20 +236,11 @@ PRIORITIES = ["low", "medium", "high"]
 
 @asynccontextmanager
 async def own_database(server_url: str) -> AsyncIterator[str]:
-    name = f"taskapi_soak_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_url)
+    name, url = await create_database(server_url, "taskapi_soak")
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url
     finally:
-        await admin.close()
-    try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(server_url, name)
 
 
 async def delete_keys(redis_url: str, prefix: str) -> None:
