@@ -25,6 +25,7 @@ from taskapi.app import create_app
 from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.models import Base
+from tests.factories import SignedIn, sign_in
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -194,6 +195,17 @@ def make_client(app: FastAPI) -> httpx.AsyncClient:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(app) as http:
         yield http
+
+
+@pytest.fixture
+async def alice(session: AsyncSession, settings: Settings) -> SignedIn:
+    """A verified, signed-in user; `bob` is another, for isolation tests."""
+    return await sign_in(session, settings)
+
+
+@pytest.fixture
+async def bob(session: AsyncSession, settings: Settings) -> SignedIn:
+    return await sign_in(session, settings)
 
 
 @pytest.fixture

@@ -4,26 +4,14 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.categories.models import Category
-from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, task_categories
-from tests.factories import SignedIn, sign_in
+from tests.factories import SignedIn
 
 CATEGORIES = "/api/v1/categories"
-
-
-@pytest.fixture
-async def alice(session: AsyncSession, settings: Settings) -> SignedIn:
-    return await sign_in(session, settings)
-
-
-@pytest.fixture
-async def bob(session: AsyncSession, settings: Settings) -> SignedIn:
-    return await sign_in(session, settings)
 
 
 async def create_category(

@@ -12,9 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
 from taskapi.categories.models import Category
-from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, task_categories
-from tests.factories import SignedIn, sign_in
 
 TASKS = "/api/v1/tasks"
 
@@ -27,16 +25,6 @@ def in_days(days: float) -> datetime:
 
 def iso(value: datetime) -> str:
     return value.isoformat()
-
-
-@pytest.fixture
-async def alice(session: AsyncSession, settings: Settings) -> SignedIn:
-    return await sign_in(session, settings)
-
-
-@pytest.fixture
-async def bob(session: AsyncSession, settings: Settings) -> SignedIn:
-    return await sign_in(session, settings)
 
 
 @pytest.fixture
