@@ -109,3 +109,17 @@ def test_cli_reports_bad_configuration_in_one_line_without_traceback(tmp_path: P
     ]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "taskapi.db").exists()
+
+
+def test_env_example_as_shipped_is_a_valid_configuration(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copying .env.example to .env must start the app: its empty values mean unset."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(_env_file=repo_root / ".env.example")
+    assert settings.redis_url is None
+    assert settings.jwt_secret_key_prev is None
+    assert len(settings.secret_key) >= 32
+    assert (tmp_path / "taskapi.db.jwt-secret").exists()
+    assert settings.smtp_timeout_seconds == 10
+    assert (settings.jwt_issuer, settings.jwt_audience) == ("taskapi", "taskapi")

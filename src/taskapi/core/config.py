@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        # `JWT_SECRET_KEY=` (as in .env.example) means unset, not an empty secret.
+        env_ignore_empty=True,
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
