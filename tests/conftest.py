@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import httpx
 import pytest
@@ -20,8 +21,9 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from starlette.types import Receive, Scope, Send
 
-from taskapi.app import create_app
+from taskapi.app import AppState, create_app
 from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.models import Base
@@ -32,6 +34,14 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 SettingsFactory = Callable[..., Settings]
 AppFactory = Callable[..., FastAPI]
+
+_LIFESPAN_STATES: WeakKeyDictionary[FastAPI, AppState] = WeakKeyDictionary()
+
+
+def state_of(app: FastAPI) -> AppState:
+    """The resources the lifespan of a started app created. A test may swap one (the
+    password hasher, say): every request after that gets the new one."""
+    return _LIFESPAN_STATES[app]
 
 
 def pytest_report_header() -> list[str]:
@@ -146,8 +156,9 @@ async def app_factory(
     async def start(settings: Settings) -> FastAPI:
         app = create_app(settings)
         context = app.router.lifespan_context(app)
-        await context.__aenter__()
+        state = await context.__aenter__()
         started.append(context)
+        _LIFESPAN_STATES[app] = state
         return app
 
     yield start
@@ -184,9 +195,20 @@ async def app(app_factory: Callable[[Settings], Any], settings: Settings) -> Fas
     return started
 
 
+def with_lifespan_state(app: FastAPI) -> Callable[[Scope, Receive, Send], Any]:
+    """The app as a server runs it after its lifespan started: every request gets a copy
+    of the lifespan state (httpx's ASGITransport runs no lifespan)."""
+    state = state_of(app)
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    return serve
+
+
 def make_client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)),
+        transport=httpx.ASGITransport(app=with_lifespan_state(app), client=("127.0.0.1", 50000)),
         base_url="http://testserver",
     )
 
@@ -211,7 +233,7 @@ async def bob(session: AsyncSession, settings: Settings) -> SignedIn:
 @pytest.fixture
 async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
     """A session on the app's own database, for arranging rows and checking what was stored."""
-    async with app.state.sessionmaker() as db_session:
+    async with state_of(app)["sessionmaker"]() as db_session:
         yield db_session
 
 

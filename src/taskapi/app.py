@@ -1,9 +1,10 @@
-"""Application factory: settings, resources, middleware, routers and error handlers."""
+"""Application factory: the lifespan that creates every resource, then middleware, routers
+and error handlers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -13,25 +14,26 @@ from taskapi import health
 from taskapi.auth import router as auth_router
 from taskapi.auth import users_router
 from taskapi.auth.cache import USER_CACHE_COMPONENT, USER_CACHE_TTL, UserCache
-from taskapi.auth.emails import create_email_backend
+from taskapi.auth.dependencies import AuthState
 from taskapi.categories.router import router as categories_router
-from taskapi.categories.router import task_categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.cache import create_cache_store
-from taskapi.core.config import Settings, get_settings
-from taskapi.core.db import create_engine, create_sessionmaker, install_database_error_handlers
+from taskapi.core.config import Settings, SettingsState, get_settings
+from taskapi.core.db import (
+    DatabaseState,
+    create_engine,
+    create_sessionmaker,
+    install_database_error_handlers,
+)
+from taskapi.core.email import create_email_backend
 from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
 from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
-from taskapi.core.ratelimit import (
-    MemorySlidingWindow,
-    RateLimitMiddleware,
-    RedisSlidingWindow,
-    SlidingWindowLimiter,
-)
-from taskapi.core.redis import create_redis
+from taskapi.core.ratelimit import RateLimitMiddleware, RateLimitState, create_rate_limiter
+from taskapi.core.redis import RedisState, create_redis
 from taskapi.core.security import PasswordHasher
+from taskapi.tasks.router import category_assignment_router
 from taskapi.tasks.router import router as tasks_router
 
 API_PREFIX = "/api/v1"
@@ -43,15 +45,47 @@ and categories. Errors are RFC 9457 `application/problem+json` with a stable `co
 """
 
 
+class AppState(SettingsState, DatabaseState, RedisState, RateLimitState, AuthState):
+    """Everything the lifespan creates; each module reads its own part (core/state.py)."""
+
+
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        app.state.password_hasher.shutdown()
-        if app.state.redis is not None:
-            await app.state.redis.aclose()
-        await app.state.engine.dispose()
+async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
+    """Create the app's resources, hand them on, and close them at shutdown (the last
+    created first, also when creating a later one fails)."""
+    async with AsyncExitStack() as resources:
+        engine = create_engine(settings)
+        resources.push_async_callback(engine.dispose)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        if redis is not None:
+            resources.push_async_callback(redis.aclose)
+        password_hasher = PasswordHasher(max_workers=settings.password_hash_threads)
+        resources.callback(password_hasher.shutdown)
+        yield AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            read_sessionmaker=create_sessionmaker(engine, read_only=True),
+            redis=redis,
+            rate_limiter=create_rate_limiter(settings, redis),
+            user_cache=UserCache(
+                create_cache_store(
+                    settings,
+                    redis,
+                    component=USER_CACHE_COMPONENT,
+                    ttl_seconds=USER_CACHE_TTL.total_seconds(),
+                )
+            ),
+            password_hasher=password_hasher,
+            email_backend=create_email_backend(settings),
+        )
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[AppState]]:
+    def lifespan(_app: FastAPI) -> AbstractAsyncContextManager[AppState]:
+        return open_resources(settings)
+
+    return lifespan
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="taskapi",
         version=health.APP_VERSION,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
         openapi_tags=[
             {"name": "auth", "description": "Registration, verification, sessions, passwords"},
             {"name": "users", "description": "The signed-in account"},
@@ -71,22 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Liveness and readiness"},
         ],
     )
-    app.state.settings = settings
-    app.state.engine = create_engine(settings)
-    app.state.sessionmaker = create_sessionmaker(app.state.engine)
-    app.state.read_sessionmaker = create_sessionmaker(app.state.engine, read_only=True)
-    app.state.redis = create_redis(settings.redis_url) if settings.redis_url else None
-    app.state.user_cache = UserCache(
-        create_cache_store(
-            settings,
-            app.state.redis,
-            component=USER_CACHE_COMPONENT,
-            ttl_seconds=USER_CACHE_TTL.total_seconds(),
-        )
-    )
-    app.state.password_hasher = PasswordHasher()
-    app.state.email_backend = create_email_backend(settings)
-
     install_error_handlers(app)
     install_database_error_handlers(app)
     app.include_router(health.router)
@@ -94,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router.router, prefix=API_PREFIX)
     app.include_router(users_router.router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
-    app.include_router(task_categories_router, prefix=API_PREFIX)
+    app.include_router(category_assignment_router, prefix=API_PREFIX)
     _add_middleware(app, settings)
     return app
 
@@ -121,15 +139,14 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
        peer is a TRUSTED_PROXIES address (rightmost untrusted hop), for everything below.
     4. CORSMiddleware: answers preflights itself, so they are never rate limited.
     5. BodyLimitMiddleware: 413 for a body over 1 MiB before anything reads or trusts it.
-    6. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP.
+    6. RateLimitMiddleware (ENABLE_RATE_LIMITING): per user or client IP, with the limiter
+       the lifespan created (Redis, or this process's memory).
     7. The application: routing, exception handlers, dependencies (authentication).
 
     Starlette makes the most recently added middleware the outermost: added in reverse.
     """
     if settings.enable_rate_limiting:
-        app.add_middleware(
-            RateLimitMiddleware, limiter=_rate_limiter(app, settings), settings=settings
-        )
+        app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(
         CORSMiddleware,
@@ -145,9 +162,3 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         instrumentator.instrument(app)
         expose_metrics(app, instrumentator)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
-
-
-def _rate_limiter(app: FastAPI, settings: Settings) -> SlidingWindowLimiter:
-    if app.state.redis is None:
-        return MemorySlidingWindow()
-    return RedisSlidingWindow(app.state.redis, key_prefix=settings.redis_key_prefix + "ratelimit:")

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskapi.core.db import check_database
+from taskapi.core.db import DatabaseState, check_database
+from taskapi.core.redis import RedisState
+from taskapi.core.state import lifespan_state
 
 CHECK_TIMEOUT_SECONDS = 2.0
 APP_VERSION = version("taskapi")
@@ -21,6 +23,10 @@ APP_VERSION = version("taskapi")
 CheckResult = Literal["ok", "error", "disabled"]
 
 router = APIRouter(tags=["health"])
+
+
+class HealthState(DatabaseState, RedisState):
+    """The connections the readiness check tries."""
 
 
 class HealthChecks(BaseModel):
@@ -75,8 +81,9 @@ async def _redis_check(redis: Redis | None) -> CheckResult:
     responses={503: {"model": HealthRead, "description": "A dependency is failing"}},
 )
 async def health(request: Request) -> Response:
+    state = lifespan_state(request.scope, HealthState)
     database, redis = await asyncio.gather(
-        _database_check(request.app.state.engine), _redis_check(request.app.state.redis)
+        _database_check(state["engine"]), _redis_check(state["redis"])
     )
     checks = HealthChecks(database=database, redis=redis)
     healthy = "error" not in (database, redis)

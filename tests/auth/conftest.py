@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.security import PasswordHasher, hash_token
+from tests.conftest import state_of
 
 API = "/api/v1"
 STRONG_PASSWORD = "Str0ng!Passw0rd"
@@ -81,11 +82,11 @@ class CountingHasher(PasswordHasher):
 
 @pytest.fixture
 def counting_hasher(app: FastAPI) -> Iterator[CountingHasher]:
-    original = app.state.password_hasher
+    original = state_of(app)["password_hasher"]
     hasher = CountingHasher()
-    app.state.password_hasher = hasher
+    state_of(app)["password_hasher"] = hasher
     yield hasher
-    app.state.password_hasher = original
+    state_of(app)["password_hasher"] = original
     hasher.shutdown()
 
 

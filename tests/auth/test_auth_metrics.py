@@ -9,8 +9,8 @@ import httpx
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskapi.auth.metrics import AUTH_FAILURE_REASONS
 from taskapi.core.config import Settings
-from taskapi.core.metrics import AUTH_FAILURE_REASONS
 from tests.auth.conftest import (
     API,
     OTHER_PASSWORD,

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
-from taskapi.auth.emails import OutgoingEmail
 from taskapi.core.config import Settings
+from taskapi.core.email import OutgoingEmail
 from tests.auth.conftest import (
     API,
     OTHER_PASSWORD,
@@ -30,7 +30,7 @@ from tests.auth.conftest import (
     register,
     stored_user,
 )
-from tests.conftest import SettingsFactory, make_client
+from tests.conftest import SettingsFactory, make_client, state_of, with_lifespan_state
 
 EMAIL = "ada@example.com"
 LINK = re.compile(r"http://frontend\.test/(verify-email|reset-password)\?token=([0-9a-f]{64})")
@@ -247,7 +247,7 @@ class RecordingBackend:
 
 async def test_email_goes_out_only_after_the_response_is_sent(app: FastAPI) -> None:
     events: list[str] = []
-    app.state.email_backend = RecordingBackend(events)
+    state_of(app)["email_backend"] = RecordingBackend(events)
     body = b'{"email": "ada@example.com", "password": "Str0ng!Passw0rd", "full_name": "Ada"}'
     scope = {
         "type": "http",
@@ -278,5 +278,5 @@ async def test_email_goes_out_only_after_the_response_is_sent(app: FastAPI) -> N
         elif message["type"] == "http.response.body" and not message.get("more_body"):
             events.append("response complete")
 
-    await app(scope, receive, send)
+    await with_lifespan_state(app)(scope, receive, send)
     assert events == ["status 201", "response complete", f"email to {EMAIL}"]

@@ -13,11 +13,12 @@ from structlog.testing import capture_logs
 
 from taskapi.auth import service
 from taskapi.auth.cache import UserCache
-from taskapi.auth.emails import ConsoleEmailBackend, Outbox
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
+from taskapi.core.email import ConsoleEmailBackend, Outbox
 from taskapi.core.security import PasswordHasher
 from tests.auth.conftest import OTHER_PASSWORD, STRONG_PASSWORD, stored_refresh_tokens, stored_user
+from tests.conftest import state_of
 from tests.factories import DEFAULT_PASSWORD, create_user
 
 EMAIL = "ada@example.com"
@@ -27,19 +28,19 @@ CHANGED_ELSEWHERE = "Ch4nged!Elsewhere"
 @pytest.fixture
 async def other_session(app: FastAPI) -> AsyncIterator[AsyncSession]:
     """A second connection, standing for another request or instance."""
-    async with app.state.sessionmaker() as db_session:
+    async with state_of(app)["sessionmaker"]() as db_session:
         yield db_session
 
 
 @pytest.fixture
 def hasher(app: FastAPI) -> PasswordHasher:
-    pool: PasswordHasher = app.state.password_hasher
+    pool: PasswordHasher = state_of(app)["password_hasher"]
     return pool
 
 
 @pytest.fixture
 def cache(app: FastAPI) -> UserCache:
-    user_cache: UserCache = app.state.user_cache
+    user_cache: UserCache = state_of(app)["user_cache"]
     return user_cache
 
 

@@ -38,6 +38,7 @@ from tests.auth.conftest import (
     register,
     stored_user,
 )
+from tests.conftest import state_of
 from tests.factories import DEFAULT_PASSWORD, SignedIn, sign_in
 from tests.problems import assert_problem
 
@@ -72,7 +73,7 @@ class CacheBackend:
         if self.redis is not None:
             raw: bytes | None = await self.redis.get(self.key(user_id))
             return raw
-        cache: UserCache = self.app.state.user_cache
+        cache: UserCache = state_of(self.app)["user_cache"]
         return (await cache._store.get(str(user_id))).value
 
     async def expire(self, user_id: Any) -> None:
@@ -92,8 +93,8 @@ async def backend(
 ) -> AsyncIterator[CacheBackend]:
     clock = FakeClock()
     if redis_url is None:
-        assert isinstance(app.state.user_cache._store, MemoryCacheStore)
-        app.state.user_cache = UserCache(
+        assert isinstance(state_of(app)["user_cache"]._store, MemoryCacheStore)
+        state_of(app)["user_cache"] = UserCache(
             MemoryCacheStore(ttl_seconds=USER_CACHE_TTL.total_seconds(), clock=clock)
         )
         yield CacheBackend(app, None, redis_prefix, clock)
@@ -112,9 +113,9 @@ def user_reads(app: FastAPI) -> Iterator[list[str]]:
         if _READS_USERS.search(statement):
             statements.append(statement)
 
-    event.listen(app.state.engine.sync_engine, "before_cursor_execute", record)
+    event.listen(state_of(app)["engine"].sync_engine, "before_cursor_execute", record)
     yield statements
-    event.remove(app.state.engine.sync_engine, "before_cursor_execute", record)
+    event.remove(state_of(app)["engine"].sync_engine, "before_cursor_execute", record)
 
 
 @dataclass
@@ -206,7 +207,7 @@ async def test_the_cached_user_is_detached_and_holds_only_what_auth_needs(
     app: FastAPI, probe: Probe, ada: SignedIn
 ) -> None:
     await probe.warm(ada.headers)
-    cache: UserCache = app.state.user_cache
+    cache: UserCache = state_of(app)["user_cache"]
     user, _ = await cache.get(ada.user.id)
     assert user is not None
     assert (user.id, user.email, user.is_active) == (ada.user.id, EMAIL, True)
@@ -217,7 +218,7 @@ async def test_the_cached_user_is_detached_and_holds_only_what_auth_needs(
 async def test_an_unreadable_entry_is_a_miss_and_is_replaced(
     app: FastAPI, probe: Probe, ada: SignedIn, backend: CacheBackend
 ) -> None:
-    cache: UserCache = app.state.user_cache
+    cache: UserCache = state_of(app)["user_cache"]
     _, lookup = await cache.get(ada.user.id)
     await cache._store.fill(lookup, b'{"written by": "another version"}')
     response, reads = await probe.get(ME, ada.headers)
@@ -374,15 +375,15 @@ async def test_a_reader_that_read_the_old_row_cannot_cache_it_after_the_change(
 ) -> None:
     """Miss, read the old row, then a change commits and invalidates, then the slow
     reader's fill arrives: it must not bring the old row back for 15 minutes."""
-    cache: UserCache = app.state.user_cache
+    cache: UserCache = state_of(app)["user_cache"]
     user, lookup = await cache.get(ada.user.id)
     assert user is None
-    async with app.state.sessionmaker() as reader:
+    async with state_of(app)["sessionmaker"]() as reader:
         old_row = (
             await reader.execute(select(*CACHED_USER_COLUMNS).where(User.id == ada.user.id))
         ).one()
         await reader.commit()
-    async with app.state.sessionmaker() as writer:
+    async with state_of(app)["sessionmaker"]() as writer:
         await service.update_profile(
             session=writer, cache=cache, user_id=ada.user.id, full_name="Ada King"
         )
@@ -397,9 +398,9 @@ async def test_a_reader_that_read_the_old_row_cannot_cache_it_after_the_change(
 async def test_invalidation_waits_for_the_commit_and_skips_a_rollback(
     app: FastAPI, probe: Probe, ada: SignedIn
 ) -> None:
-    cache: UserCache = app.state.user_cache
+    cache: UserCache = state_of(app)["user_cache"]
     await probe.warm(ada.headers)
-    async with app.state.sessionmaker() as writer:
+    async with state_of(app)["sessionmaker"]() as writer:
         await service.update_profile(
             session=writer, cache=cache, user_id=ada.user.id, full_name="Never Committed"
         )
@@ -407,7 +408,7 @@ async def test_invalidation_waits_for_the_commit_and_skips_a_rollback(
     response, reads = await probe.get(ME, ada.headers)
     assert (response.json()["full_name"], reads) == ("Ada Lovelace", 0)
 
-    async with app.state.sessionmaker() as writer:
+    async with state_of(app)["sessionmaker"]() as writer:
         await service.update_profile(
             session=writer, cache=cache, user_id=ada.user.id, full_name="Ada King"
         )
@@ -424,11 +425,11 @@ async def test_password_change_service_invalidates_after_its_commit(
 ) -> None:
     """The service call alone, committed by its caller: the hook is the session's."""
     await probe.warm(ada.headers)
-    hasher: PasswordHasher = app.state.password_hasher
-    async with app.state.sessionmaker() as writer:
+    hasher: PasswordHasher = state_of(app)["password_hasher"]
+    async with state_of(app)["sessionmaker"]() as writer:
         await service.change_password(
             session=writer,
-            cache=app.state.user_cache,
+            cache=state_of(app)["user_cache"],
             hasher=hasher,
             user_id=ada.user.id,
             session_id=ada.user.id,

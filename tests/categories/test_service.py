@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskapi.categories import service
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryUpdate
+from taskapi.tasks import service as tasks_service
 from taskapi.tasks.models import Task, task_categories
 from tests.categories.conftest import stored_categories
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, state_of
 from tests.factories import SignedIn
 
 
@@ -114,12 +115,12 @@ async def test_a_category_deleted_during_an_assignment_is_not_found_not_a_confli
     category = Category(user_id=alice.user.id, name="Doomed")
     session.add_all([task, category])
     await session.commit()
-    sessionmaker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    sessionmaker: async_sessionmaker[AsyncSession] = state_of(app)["sessionmaker"]
 
     async with sessionmaker() as deleter, sessionmaker() as assigner:
         await deleter.execute(delete(Category).where(Category.id == category.id))
         attempt = asyncio.create_task(
-            service.assign_category(
+            tasks_service.assign_category(
                 session=assigner, user=alice.user, task_id=task.id, category_id=category.id
             )
         )

@@ -24,7 +24,7 @@ from taskapi.core.cache import (
 from taskapi.core.config import Settings
 from taskapi.core.db import after_commit
 from taskapi.core.redis import create_redis
-from tests.conftest import SettingsFactory, make_client
+from tests.conftest import SettingsFactory, make_client, state_of
 from tests.core.conftest import OwnRedis
 from tests.factories import sign_in
 
@@ -225,9 +225,9 @@ async def test_api_survives_a_redis_outage_and_no_revocation_is_lost(
     warning; a logout-all made meanwhile still holds once Redis is back, even if the cached
     entry survived the outage (as it does when only the network to Redis was down)."""
     app = await app_factory(make_settings(redis_url=own_redis.url))
-    async with app.state.sessionmaker() as session:
-        ada = await sign_in(session, app.state.settings)
-    key = f"{app.state.settings.redis_key_prefix}user_cache:{ada.user.id}"
+    async with state_of(app)["sessionmaker"]() as session:
+        ada = await sign_in(session, state_of(app)["settings"])
+    key = f"{state_of(app)['settings'].redis_key_prefix}user_cache:{ada.user.id}"
     redis = create_redis(own_redis.url)
     try:
         async with make_client(app) as client:
@@ -272,8 +272,8 @@ async def test_a_cache_hit_costs_one_redis_get_and_nothing_else(
 ) -> None:
     """Counted by a Redis only this test uses (rate limiting is off, as in every test)."""
     app = await app_factory(make_settings(redis_url=own_redis.url))
-    async with app.state.sessionmaker() as session:
-        ada = await sign_in(session, app.state.settings)
+    async with state_of(app)["sessionmaker"]() as session:
+        ada = await sign_in(session, state_of(app)["settings"])
     stats = create_redis(own_redis.url)
     try:
         async with make_client(app) as client:

@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from taskapi.core.config import Settings, describe_settings_error
+from taskapi.core.db import create_engine
+from taskapi.core.security import PasswordHasher
 
 SECRET = "x" * 32
 
@@ -37,6 +39,9 @@ def settings_error_lines(**values: object) -> list[str]:
         ({"frontend_url": "ftp://x"}, "FRONTEND_URL: must start with http://"),
         ({"port": 70000}, "PORT: Input should be"),
         ({"workers": 0}, "WORKERS: Input should be"),
+        ({"database_pool_size": 0}, "DATABASE_POOL_SIZE: Input should be"),
+        ({"database_max_overflow": -1}, "DATABASE_MAX_OVERFLOW: Input should be"),
+        ({"password_hash_threads": 0}, "PASSWORD_HASH_THREADS: Input should be"),
         ({"log_level": "chatty"}, "LOG_LEVEL: Input should be"),
         ({"app_env": "production"}, "JWT_SECRET_KEY: required when APP_ENV=production"),
     ],
@@ -58,6 +63,26 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings.enable_rate_limiting is True
     assert settings.require_email_verification is True
     assert settings.frontend_url == "http://localhost:8000"
+
+
+async def test_pool_sizes_come_from_the_settings() -> None:
+    settings = Settings(
+        _env_file=None,
+        app_env="test",
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:9/none",
+        database_pool_size=3,
+        database_max_overflow=4,
+        password_hash_threads=2,
+    )
+    engine = create_engine(settings)  # connects only when used
+    hasher = PasswordHasher(max_workers=settings.password_hash_threads)
+    try:
+        assert engine.pool.size() == 3
+        assert engine.pool._max_overflow == 4
+        assert hasher._executor._max_workers == 2
+    finally:
+        hasher.shutdown()
+        await engine.dispose()
 
 
 def test_comma_separated_lists_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,10 +16,9 @@ from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
-from taskapi.core.db import is_database_unavailable
-from taskapi.core.deps import SessionDep
+from taskapi.core.db import SessionDep, is_database_unavailable
 from taskapi.core.errors import Conflict
-from tests.conftest import make_client
+from tests.conftest import make_client, state_of
 from tests.factories import sign_in
 
 probe = APIRouter(prefix="/api/v1/probe-db")
@@ -190,7 +189,7 @@ async def test_reads_do_not_wait_for_an_open_write_transaction(
     """GET runs in a read-only session: on SQLite it does not queue for the write lock that
     every writing request takes, on PostgreSQL it skips BEGIN/COMMIT."""
     signed_in = await sign_in(session, settings)
-    async with app.state.engine.connect() as writer:
+    async with state_of(app)["engine"].connect() as writer:
         await writer.begin()
         await writer.execute(text("UPDATE users SET full_name = full_name"))
         async with make_client(app) as client:
@@ -216,7 +215,7 @@ async def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
     async with make_client(app) as client:
         assert (await client.get("/api/v1/tasks", headers=signed_in.headers)).status_code == 200
         await session.close()
-        async with app.state.engine.connect() as pooled:
+        async with state_of(app)["engine"].connect() as pooled:
             pooled_pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
         outsider = create_async_engine(settings.database_url)
         async with outsider.connect() as connection:

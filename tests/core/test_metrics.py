@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, FastAPI
+from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from taskapi.auth.metrics import AUTH_FAILURE_REASONS, record_auth_failure
 from taskapi.core.config import Settings
-from taskapi.core.metrics import AUTH_FAILURE_REASONS, record_auth_failure
+from taskapi.core.metrics import BoundedCounter
 from tests.conftest import SettingsFactory, make_client
 from tests.core.conftest import ServeFactory
 
@@ -107,6 +110,17 @@ async def test_auth_failures_counter_has_a_bounded_label_set(
     assert delta("other") == 1
     reasons = {dict(labels)["reason"] for name, labels in after if name == "auth_failures_total"}
     assert reasons == AUTH_FAILURE_REASONS
+
+
+def test_bounded_counter_exports_its_values_and_refuses_others_without_a_fallback() -> None:
+    name = f"probe_{uuid.uuid4().hex}_total"
+    counter = BoundedCounter(name, "A probe.", label="kind", values=("a", "b"))
+    counter.inc("a")
+    assert REGISTRY.get_sample_value(name, {"kind": "a"}) == 1
+    assert REGISTRY.get_sample_value(name, {"kind": "b"}) == 0
+    with pytest.raises(ValueError, match="not a label value"):
+        counter.inc("c")
+    assert REGISTRY.get_sample_value(name, {"kind": "c"}) is None
 
 
 async def test_rate_limit_rejections_are_counted(

@@ -21,7 +21,7 @@ from taskapi.core.ratelimit import (
     SlidingWindowLimiter,
 )
 from taskapi.core.redis import create_redis
-from tests.conftest import SettingsFactory, make_client
+from tests.conftest import SettingsFactory, make_client, state_of
 from tests.core.conftest import OwnRedis
 from tests.core.test_middleware import SECURITY_HEADERS
 from tests.factories import sign_in
@@ -160,7 +160,7 @@ async def limited_client(limited_app: FastAPI) -> AsyncIterator[httpx.AsyncClien
 
 @pytest.fixture
 async def limited_session(limited_app: FastAPI) -> AsyncIterator[AsyncSession]:
-    async with limited_app.state.sessionmaker() as db_session:
+    async with state_of(limited_app)["sessionmaker"]() as db_session:
         yield db_session
 
 
@@ -275,7 +275,7 @@ async def test_default_limits_21st_anonymous_and_101st_user_request(
         100,
     )
     app = await app_factory(settings)
-    async with app.state.sessionmaker() as session:
+    async with state_of(app)["sessionmaker"]() as session:
         signed = await sign_in(session, settings)
     async with make_client(app) as client:
         anonymous = [(await client.get(LIMITED_PATH)).status_code for _ in range(21)]
@@ -295,7 +295,7 @@ async def test_redis_outage_fails_open_with_one_warning_per_outage(
         redis_url=own_redis.url, enable_rate_limiting=True, rate_limit_anonymous_per_minute=3
     )
     app = await app_factory(settings)
-    async with app.state.sessionmaker() as session:
+    async with state_of(app)["sessionmaker"]() as session:
         signed = await sign_in(session, settings)
     async with make_client(app) as client:
         before = await client.get(LIMITED_PATH)

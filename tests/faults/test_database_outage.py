@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.tasks.models import Task
-from tests.conftest import SettingsFactory, make_client
+from tests.conftest import SettingsFactory, make_client, state_of
 from tests.factories import DEFAULT_PASSWORD, sign_in
 from tests.faults.conftest import OwnPostgres
 
@@ -47,7 +47,7 @@ async def test_database_outage_answers_503_and_the_app_recovers_without_restart(
     settings = make_settings(database_url=await own_postgres.create_database())
     await migrations.upgrade_async(settings)
     app = await app_factory(settings)
-    async with app.state.sessionmaker() as session:
+    async with state_of(app)["sessionmaker"]() as session:
         signed = await sign_in(session, settings)
 
     async with make_client(app) as client:
@@ -123,7 +123,7 @@ async def test_database_outage_answers_503_and_the_app_recovers_without_restart(
         )
         assert after.status_code == 201
 
-    async with app.state.sessionmaker() as session:
+    async with state_of(app)["sessionmaker"]() as session:
         stored = await session.scalar(
             select(func.count()).select_from(Task).where(Task.deleted_at.is_(None))
         )

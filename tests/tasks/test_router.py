@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, TaskPriority, TaskStatus
+from tests.conftest import state_of
 from tests.factories import SignedIn, sign_in
 from tests.problems import assert_problem, field_errors
 from tests.tasks.conftest import (
@@ -1287,7 +1288,7 @@ async def test_list_loads_categories_with_a_fixed_number_of_queries(
         assert all(item["categories"][0]["name"] == "Work" for item in response.json()["items"])
         return len(statements)
 
-    event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+    event.listen(state_of(app)["engine"].sync_engine, "before_cursor_execute", count)
     try:
         await queries_for_a_page()  # caches the signed-in user: both pages below are hits
         with_one = await queries_for_a_page()
@@ -1296,7 +1297,7 @@ async def test_list_loads_categories_with_a_fixed_number_of_queries(
             await link(session, task, category)
         with_thirty_one = await queries_for_a_page()
     finally:
-        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+        event.remove(state_of(app)["engine"].sync_engine, "before_cursor_execute", count)
 
     assert with_one == with_thirty_one
     assert sum("task_categories" in statement for statement in statements) == 1

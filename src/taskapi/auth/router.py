@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from taskapi.auth import service
-from taskapi.auth.emails import OutboxDep
+from taskapi.auth.dependencies import CurrentUser, OutboxDep, PasswordHasherDep, UserCacheDep
 from taskapi.auth.models import User
 from taskapi.auth.schemas import (
     Accepted,
@@ -23,13 +23,8 @@ from taskapi.auth.schemas import (
     UserRead,
     VerifyEmailRequest,
 )
-from taskapi.core.deps import (
-    CurrentUser,
-    PasswordHasherDep,
-    SessionDep,
-    SettingsDep,
-    UserCacheDep,
-)
+from taskapi.core.config import SettingsDep
+from taskapi.core.db import SessionDep
 from taskapi.core.errors import problem_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"])

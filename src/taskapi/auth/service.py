@@ -23,11 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.cache import CACHED_USER_COLUMNS, UserCache
-from taskapi.auth.emails import Outbox, password_reset_email, verification_email
+from taskapi.auth.emails import password_reset_email, verification_email
+from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
+from taskapi.core.email import Outbox
 from taskapi.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
-from taskapi.core.metrics import record_auth_failure
 from taskapi.core.models import UTCDateTime, new_id, utcnow
 from taskapi.core.security import (
     AccessClaims,

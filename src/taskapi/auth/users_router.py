@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from taskapi.auth import service
-from taskapi.auth.models import User
-from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
-from taskapi.core.deps import (
+from taskapi.auth.dependencies import (
     AccessClaimsDep,
     CurrentUser,
     PasswordHasherDep,
-    SessionDep,
     UserCacheDep,
 )
+from taskapi.auth.models import User
+from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
+from taskapi.core.db import SessionDep
 from taskapi.core.errors import problem_responses
 
 router = APIRouter(prefix="/users", tags=["users"])

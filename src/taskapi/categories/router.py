@@ -1,19 +1,19 @@
+"""HTTP face of the categories under /categories: parse, call one service function, answer."""
+
 from __future__ import annotations
 
 import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
+from taskapi.auth.dependencies import ActiveUser
 from taskapi.categories import service
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryList, CategoryRead, CategoryUpdate
-from taskapi.core.deps import ActiveUser, SessionDep
+from taskapi.core.db import SessionDep
 from taskapi.core.errors import problem_responses
-from taskapi.tasks.models import Task
-from taskapi.tasks.schemas import TaskRead
 
 router = APIRouter(prefix="/categories", tags=["categories"])
-task_categories_router = APIRouter(prefix="/tasks", tags=["categories"])
 
 
 @router.post(
@@ -90,45 +90,3 @@ async def update_category(
 )
 async def delete_category(category_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
     await service.delete_category(session=session, user=user, category_id=category_id)
-
-
-@task_categories_router.post(
-    "/{task_id}/categories/{category_id}",
-    response_model=TaskRead,
-    summary="Assign a category to a task",
-    description="Answers the task with its categories; its version goes up by one (new "
-    "`ETag`). A missing, deleted or foreign task or category is 404.",
-    responses={
-        200: {"headers": {"ETag": {"description": "The task's new version, quoted."}}},
-        **problem_responses(400, 401, 403, 404, 409),
-    },
-)
-async def assign_category(
-    task_id: uuid.UUID,
-    category_id: uuid.UUID,
-    session: SessionDep,
-    user: ActiveUser,
-    response: Response,
-) -> Task:
-    task = await service.assign_category(
-        session=session, user=user, task_id=task_id, category_id=category_id
-    )
-    response.headers["ETag"] = f'"{task.version}"'
-    return task
-
-
-@task_categories_router.delete(
-    "/{task_id}/categories/{category_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    summary="Remove a category from a task",
-    description="The task's version goes up by one. 404 `category_not_assigned` when the "
-    "task does not have the category; 404 for a missing, deleted or foreign task or category.",
-    responses=problem_responses(400, 401, 403, 404),
-)
-async def remove_category(
-    task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: ActiveUser
-) -> None:
-    await service.remove_category(
-        session=session, user=user, task_id=task_id, category_id=category_id
-    )

@@ -1,4 +1,7 @@
-"""Categories: a user's own labels for tasks, unique by name per user."""
+"""Categories: a user's own labels for tasks, unique by name per user.
+
+Assigning a category to a task is a change to the task: tasks/service.py does it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import Select, delete, exists, insert, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,8 +17,6 @@ from taskapi.auth.models import User
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryUpdate
 from taskapi.core.errors import Conflict, NotFound
-from taskapi.tasks import service as tasks_service
-from taskapi.tasks.models import Task, task_categories
 
 
 class CategoryExists(Conflict):
@@ -28,20 +29,6 @@ class CategoryExists(Conflict):
 class CategoryNotFound(NotFound):
     def __init__(self) -> None:
         super().__init__("Category not found.")
-
-
-class CategoryAlreadyAssigned(Conflict):
-    code = "category_already_assigned"
-
-    def __init__(self) -> None:
-        super().__init__("The task already has this category.")
-
-
-class CategoryNotAssigned(NotFound):
-    code = "category_not_assigned"
-
-    def __init__(self) -> None:
-        super().__init__("The task does not have this category.")
 
 
 def _owned(user: User) -> Select[Category]:
@@ -99,64 +86,6 @@ async def delete_category(*, session: AsyncSession, user: User, category_id: uui
     category = await get_category(session=session, user=user, category_id=category_id)
     await session.delete(category)
     await session.flush()
-
-
-async def assign_category(
-    *, session: AsyncSession, user: User, task_id: uuid.UUID, category_id: uuid.UUID
-) -> Task:
-    """Link the user's category to the user's task; the task's version goes up by one.
-
-    The composite primary key of task_categories decides a duplicate, so two concurrent
-    assignments of one pair give one success and one CategoryAlreadyAssigned.
-    """
-    task = await tasks_service.get_task(session=session, user=user, task_id=task_id)
-    category = await get_category(session=session, user=user, category_id=category_id)
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                insert(task_categories).values(task_id=task.id, category_id=category.id)
-            )
-    except IntegrityError as error:
-        if await _is_assigned(session=session, task_id=task.id, category_id=category.id):
-            raise CategoryAlreadyAssigned() from error
-        # Not a duplicate, so a foreign key: the category was deleted meanwhile.
-        raise CategoryNotFound() from error
-    await tasks_service.touch_task(session=session, task=task)
-    await session.refresh(task, attribute_names=["categories"])
-    return task
-
-
-async def remove_category(
-    *, session: AsyncSession, user: User, task_id: uuid.UUID, category_id: uuid.UUID
-) -> None:
-    """Unlink the category from the task; the task's version goes up by one."""
-    task = await tasks_service.get_task(session=session, user=user, task_id=task_id)
-    category = await get_category(session=session, user=user, category_id=category_id)
-    removed = await session.scalar(
-        delete(task_categories)
-        .where(
-            task_categories.c.task_id == task.id,
-            task_categories.c.category_id == category.id,
-        )
-        .returning(task_categories.c.task_id)
-    )
-    if removed is None:
-        raise CategoryNotAssigned
-    await tasks_service.touch_task(session=session, task=task)
-
-
-async def _is_assigned(
-    *, session: AsyncSession, task_id: uuid.UUID, category_id: uuid.UUID
-) -> bool:
-    linked = await session.scalar(
-        select(
-            exists().where(
-                task_categories.c.task_id == task_id,
-                task_categories.c.category_id == category_id,
-            )
-        )
-    )
-    return bool(linked)
 
 
 @asynccontextmanager

@@ -8,14 +8,17 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
+from fastapi import Depends, Request
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from taskapi.core.state import lifespan_state
+
 MIN_SECRET_LENGTH = 32
-# The seed's development origins (a front-end dev server and the API's own docs page).
+# Allowed in development when CORS_ORIGINS is empty: a front-end dev server, the API's docs.
 DEVELOPMENT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:8000")
 
 
@@ -38,6 +41,8 @@ class Settings(BaseSettings):
 
     app_env: Environment = Environment.DEVELOPMENT
     database_url: str = "sqlite+aiosqlite:///./taskapi.db"
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
     redis_url: str | None = None
     redis_key_prefix: str = Field(default="taskapi:", min_length=1, max_length=64)
 
@@ -71,6 +76,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    password_hash_threads: int | None = Field(default=None, ge=1, le=256)
+    """Threads that hash passwords; None: one per CPU."""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -213,3 +220,15 @@ def describe_settings_error(error: ValidationError) -> list[str]:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class SettingsState(TypedDict):
+    settings: Settings
+
+
+async def settings_of_app(request: Request) -> Settings:
+    """The settings the running app was created with (not a fresh read of the environment)."""
+    return lifespan_state(request.scope, SettingsState)["settings"]
+
+
+SettingsDep = Annotated[Settings, Depends(settings_of_app)]

@@ -1,14 +1,15 @@
-"""Engine, sessions and the one-transaction-per-request dependency."""
+"""Engine, sessions and the one-transaction-per-request dependency (`SessionDep`), and the
+503 answer for a database that cannot be reached."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DisconnectionError
@@ -23,6 +24,7 @@ from sqlalchemy.util import await_
 
 from taskapi.core.config import Settings
 from taskapi.core.errors import AppError, ServiceUnavailable, problem_response
+from taskapi.core.state import lifespan_state
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
@@ -54,8 +56,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     engine = create_async_engine(
         settings.database_url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_timeout=10,
         pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={"timeout": 5, "command_timeout": 30},
@@ -162,6 +164,13 @@ def _drop_after_commit(session: Session, transaction: SessionTransaction) -> Non
         session.info.pop(_AFTER_COMMIT, None)
 
 
+class DatabaseState(TypedDict):
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+    """For GET and HEAD: see `create_sessionmaker(read_only=True)`."""
+
+
 async def check_database(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
@@ -175,10 +184,11 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
     raised with `keep_changes` is still committed, then re-raised. A request that never
     touched the database (say, its user came from the cache) has nothing to commit.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = (
-        request.app.state.read_sessionmaker
+    database = lifespan_state(request.scope, DatabaseState)
+    sessionmaker = (
+        database["read_sessionmaker"]
         if request.method in SAFE_METHODS
-        else request.app.state.sessionmaker
+        else database["sessionmaker"]
     )
     async with sessionmaker() as session:
         try:
@@ -195,6 +205,9 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
         else:
             if session.in_transaction():
                 await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(session_per_request, scope="function")]
 
 
 def is_database_unavailable(error: BaseException) -> bool:

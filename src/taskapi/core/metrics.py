@@ -1,14 +1,16 @@
-"""Prometheus metrics: HTTP traffic by route template, plus the counters operators alert on.
+"""Prometheus metrics: HTTP traffic by route template, and `BoundedCounter` for the counters
+operators alert on (each lives with what it counts: auth failures in auth/metrics.py, rate
+limit rejections in core/ratelimit.py).
 
 Every metric lives in the process-wide default registry, so code without access to the app
-(`record_auth_failure`) can count too. With several uvicorn workers `taskapi serve` points
+can count too. With several uvicorn workers `taskapi serve` points
 PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers start; prometheus_client
 then keeps every value in a file there, and `/metrics` sums all workers' files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 
 from fastapi import FastAPI
@@ -19,44 +21,34 @@ from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
 METRICS_PATH = "/metrics"
 UNMATCHED_HANDLER = "none"
 
-AUTH_FAILURE_REASONS = frozenset(
-    {
-        "invalid_credentials",
-        "account_locked",
-        "invalid_access_token",
-        "revoked_access_token",
-        "invalid_refresh_token",
-        "refresh_token_reuse",
-        "invalid_email_token",
-        "other",
-    }
-)
-RATE_LIMIT_SCOPES = ("user", "anonymous")
 
-AUTH_FAILURES = Counter(
-    "auth_failures_total",
-    "Failed authentication attempts, by reason.",
-    labelnames=["reason"],
-)
-RATE_LIMIT_REJECTIONS = Counter(
-    "rate_limit_rejections_total",
-    "Requests refused with 429 by the rate limiter, by who was limited.",
-    labelnames=["scope"],
-)
-for _reason in AUTH_FAILURE_REASONS:
-    AUTH_FAILURES.labels(reason=_reason)
-for _scope in RATE_LIMIT_SCOPES:
-    RATE_LIMIT_REJECTIONS.labels(scope=_scope)
+class BoundedCounter:
+    """A Prometheus counter with one label whose values are fixed up front and exported from
+    the start (at 0). Each label value is a time series Prometheus keeps, so a caller must
+    never grow the set: a value outside it counts as `fallback`, or is a programming error
+    when there is none."""
 
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        label: str,
+        values: Iterable[str],
+        fallback: str | None = None,
+    ) -> None:
+        self.values = frozenset(values)
+        self._fallback = fallback
+        self._counter = Counter(name, documentation, labelnames=[label])
+        for value in self.values:
+            self._counter.labels(value)
 
-def record_auth_failure(reason: str) -> None:
-    """Count one failed authentication. Unknown reasons count as `other`, so a caller can
-    never grow the label set (each label value is a time series Prometheus keeps)."""
-    AUTH_FAILURES.labels(reason=reason if reason in AUTH_FAILURE_REASONS else "other").inc()
-
-
-def record_rate_limit_rejection(scope: str) -> None:
-    RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()
+    def inc(self, value: str) -> None:
+        if value not in self.values:
+            if self._fallback is None:
+                raise ValueError(f"{value!r} is not a label value of this counter")
+            value = self._fallback
+        self._counter.labels(value).inc()
 
 
 @cache

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import orjson
 from redis.asyncio import Redis
@@ -32,9 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.config import Settings
 from taskapi.core.errors import PROBLEM_JSON, problem_body, request_id_in
-from taskapi.core.metrics import METRICS_PATH, record_rate_limit_rejection
+from taskapi.core.metrics import METRICS_PATH, BoundedCounter
 from taskapi.core.redis import REDIS_FAILURES, RedisOutage
 from taskapi.core.security import InvalidToken, decode_access_token
+from taskapi.core.state import lifespan_state
 
 WINDOW_SECONDS = 60.0
 UNLIMITED_PATHS = frozenset(
@@ -47,6 +48,14 @@ UNLIMITED_PATHS = frozenset(
         "/redoc",
         "/openapi.json",
     }
+)
+
+
+REJECTIONS = BoundedCounter(
+    "rate_limit_rejections_total",
+    "Requests refused with 429 by the rate limiter, by who was limited.",
+    label="scope",
+    values=("user", "anonymous"),
 )
 
 
@@ -168,12 +177,22 @@ class MemorySlidingWindow:
             del self._hits[key]
 
 
-class RateLimitMiddleware:
-    """Counts every request except health, metrics and docs, before the app sees it."""
+def create_rate_limiter(settings: Settings, redis: Redis | None) -> SlidingWindowLimiter:
+    if redis is None:
+        return MemorySlidingWindow()
+    return RedisSlidingWindow(redis, key_prefix=settings.redis_key_prefix + "ratelimit:")
 
-    def __init__(self, app: ASGIApp, *, limiter: SlidingWindowLimiter, settings: Settings) -> None:
+
+class RateLimitState(TypedDict):
+    rate_limiter: SlidingWindowLimiter
+
+
+class RateLimitMiddleware:
+    """Counts every request except health, metrics and docs, before the app sees it, with
+    the limiter the lifespan created (`RateLimitState`)."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
-        self.limiter = limiter
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -182,14 +201,15 @@ class RateLimitMiddleware:
             return
 
         key, limit, limited_scope = self._identify(scope)
-        decision = await self.limiter.hit(key, limit)
+        limiter = lifespan_state(scope, RateLimitState)["rate_limiter"]
+        decision = await limiter.hit(key, limit)
         if decision is None:
             await self.app(scope, receive, send)
             return
 
         headers = _rate_limit_headers(decision)
         if not decision.allowed:
-            record_rate_limit_rejection(limited_scope)
+            REJECTIONS.inc(limited_scope)
             await _send_too_many_requests(scope, send, decision, headers)
             return
 

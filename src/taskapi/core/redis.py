@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 import structlog
 from redis.asyncio import Redis
@@ -18,6 +19,11 @@ REDIS_FAILURES = (RedisError, OSError)
 """What a Redis call raises when Redis is down, unreachable or too slow."""
 
 log = structlog.get_logger("taskapi.redis")
+
+
+class RedisState(TypedDict):
+    redis: Redis | None
+    """None without REDIS_URL."""
 
 
 def create_redis(url: str) -> Redis:

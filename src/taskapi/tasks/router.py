@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from taskapi.core.deps import ActiveUser, SessionDep
+from taskapi.auth.dependencies import ActiveUser
+from taskapi.core.db import SessionDep
 from taskapi.core.errors import problem_responses
 from taskapi.core.pagination import Page, PageParams
 from taskapi.tasks import service
@@ -23,6 +24,8 @@ from taskapi.tasks.schemas import (
 )
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+# Documented with the categories, where a client looks for them.
+category_assignment_router = APIRouter(prefix="/tasks", tags=["categories"])
 
 # A version as its ETag ("3") or bare (3), with optional blanks around it. Nine digits are
 # plenty (a task changed every second for 30 years has fewer) and keep the rule a pattern
@@ -161,3 +164,45 @@ async def update_task(
 )
 async def delete_task(task_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
     await service.delete_task(session=session, user=user, task_id=task_id)
+
+
+@category_assignment_router.post(
+    "/{task_id}/categories/{category_id}",
+    response_model=TaskRead,
+    summary="Assign a category to a task",
+    description="Answers the task with its categories; its version goes up by one (new "
+    "`ETag`). A missing, deleted or foreign task or category is 404.",
+    responses={
+        200: {"headers": {"ETag": {"description": "The task's new version, quoted."}}},
+        **problem_responses(400, 401, 403, 404, 409),
+    },
+)
+async def assign_category(
+    task_id: uuid.UUID,
+    category_id: uuid.UUID,
+    session: SessionDep,
+    user: ActiveUser,
+    response: Response,
+) -> Task:
+    task = await service.assign_category(
+        session=session, user=user, task_id=task_id, category_id=category_id
+    )
+    _set_etag(response, task)
+    return task
+
+
+@category_assignment_router.delete(
+    "/{task_id}/categories/{category_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Remove a category from a task",
+    description="The task's version goes up by one. 404 `category_not_assigned` when the "
+    "task does not have the category; 404 for a missing, deleted or foreign task or category.",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def remove_category(
+    task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: ActiveUser
+) -> None:
+    await service.remove_category(
+        session=session, user=user, task_id=task_id, category_id=category_id
+    )

@@ -1,5 +1,6 @@
-"""Task rules and queries. Every query goes through `_owned`, so another user's task and a
-deleted one are invisible in exactly the same way as a missing one."""
+"""Task rules and queries, categories assigned to a task included. Every query goes through
+`_owned`, so another user's task and a deleted one are invisible in exactly the same way as
+a missing one."""
 
 from __future__ import annotations
 
@@ -18,20 +19,25 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     exists,
     func,
+    insert,
     or_,
     select,
     tuple_,
     update,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from taskapi.auth.models import User
+from taskapi.categories import service as categories_service
 from taskapi.categories.models import Category
+from taskapi.categories.service import CategoryNotFound
 from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired
 from taskapi.core.models import utcnow
 from taskapi.core.pagination import (
@@ -67,6 +73,20 @@ class VersionConflict(Conflict):
             "The task has changed since you read it; reload it and apply your change again.",
             extra={"current_version": current_version},
         )
+
+
+class CategoryAlreadyAssigned(Conflict):
+    code = "category_already_assigned"
+
+    def __init__(self) -> None:
+        super().__init__("The task already has this category.")
+
+
+class CategoryNotAssigned(NotFound):
+    code = "category_not_assigned"
+
+    def __init__(self) -> None:
+        super().__init__("The task does not have this category.")
 
 
 IdOrParam = uuid.UUID | BindParameter[uuid.UUID]
@@ -426,3 +446,65 @@ async def touch_task(*, session: AsyncSession, task: Task) -> None:
         raise TaskNotFound
     set_committed_value(task, "version", version)
     set_committed_value(task, "updated_at", now)
+
+
+async def assign_category(
+    *, session: AsyncSession, user: User, task_id: uuid.UUID, category_id: uuid.UUID
+) -> Task:
+    """Link the user's category to the user's task; the task's version goes up by one.
+
+    The composite primary key of task_categories decides a duplicate, so two concurrent
+    assignments of one pair give one success and one CategoryAlreadyAssigned.
+    """
+    task = await get_task(session=session, user=user, task_id=task_id)
+    category = await categories_service.get_category(
+        session=session, user=user, category_id=category_id
+    )
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                insert(task_categories).values(task_id=task.id, category_id=category.id)
+            )
+    except IntegrityError as error:
+        if await _is_assigned(session=session, task_id=task.id, category_id=category.id):
+            raise CategoryAlreadyAssigned() from error
+        # Not a duplicate, so a foreign key: the category was deleted meanwhile.
+        raise CategoryNotFound() from error
+    await touch_task(session=session, task=task)
+    await session.refresh(task, attribute_names=["categories"])
+    return task
+
+
+async def remove_category(
+    *, session: AsyncSession, user: User, task_id: uuid.UUID, category_id: uuid.UUID
+) -> None:
+    """Unlink the category from the task; the task's version goes up by one."""
+    task = await get_task(session=session, user=user, task_id=task_id)
+    category = await categories_service.get_category(
+        session=session, user=user, category_id=category_id
+    )
+    removed = await session.scalar(
+        delete(task_categories)
+        .where(
+            task_categories.c.task_id == task.id,
+            task_categories.c.category_id == category.id,
+        )
+        .returning(task_categories.c.task_id)
+    )
+    if removed is None:
+        raise CategoryNotAssigned
+    await touch_task(session=session, task=task)
+
+
+async def _is_assigned(
+    *, session: AsyncSession, task_id: uuid.UUID, category_id: uuid.UUID
+) -> bool:
+    linked = await session.scalar(
+        select(
+            exists().where(
+                task_categories.c.task_id == task_id,
+                task_categories.c.category_id == category_id,
+            )
+        )
+    )
+    return bool(linked)

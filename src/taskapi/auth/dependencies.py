@@ -1,48 +1,53 @@
-"""Annotated dependency aliases that routers declare: SessionDep, CurrentUser, ActiveUser,
-UserCacheDep."""
+"""What routers declare to get the caller and auth's resources: `CurrentUser`, `ActiveUser`,
+`AccessClaimsDep`, `UserCacheDep`, `PasswordHasherDep` and `OutboxDep`.
+
+The bearer token is verified here (signature, expiry, issuer, audience), then
+`service.authenticate` finds the user it speaks for through the user cache.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.auth import service as auth_service
+from taskapi.auth import service
 from taskapi.auth.cache import UserCache
+from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import User
-from taskapi.core.config import Settings
-from taskapi.core.db import session_per_request
+from taskapi.core.config import Settings, SettingsDep, SettingsState
+from taskapi.core.db import SessionDep
+from taskapi.core.email import EmailBackend, Outbox
 from taskapi.core.errors import EmailNotVerified, Unauthorized
-from taskapi.core.metrics import record_auth_failure
-from taskapi.core.security import (
-    AccessClaims,
-    InvalidToken,
-    PasswordHasher,
-    decode_access_token,
-)
+from taskapi.core.security import AccessClaims, InvalidToken, PasswordHasher, decode_access_token
+from taskapi.core.state import lifespan_state
 
 
-async def get_settings_from_app(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+class AuthState(SettingsState):
+    """The resources auth reads from the lifespan state."""
+
+    user_cache: UserCache
+    password_hasher: PasswordHasher
+    email_backend: EmailBackend
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:
-    hasher: PasswordHasher = request.app.state.password_hasher
-    return hasher
+    return lifespan_state(request.scope, AuthState)["password_hasher"]
 
 
 async def get_user_cache(request: Request) -> UserCache:
-    cache: UserCache = request.app.state.user_cache
-    return cache
+    return lifespan_state(request.scope, AuthState)["user_cache"]
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_from_app)]
-SessionDep = Annotated[AsyncSession, Depends(session_per_request, scope="function")]
+async def get_outbox(request: Request, background_tasks: BackgroundTasks) -> Outbox:
+    return Outbox(lifespan_state(request.scope, AuthState)["email_backend"], background_tasks)
+
+
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 # auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
@@ -72,12 +77,13 @@ AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
 async def _authenticate(request: Request, session: AsyncSession, token: str | None) -> User:
     """Detached (from the user cache): services load the row themselves to change it.
 
-    Reads settings and cache straight from the app rather than through sub-dependencies:
-    every dependency FastAPI resolves costs each authenticated request measurable time.
+    Reads settings and cache straight from the lifespan state rather than through
+    sub-dependencies: every dependency FastAPI resolves costs each authenticated request
+    measurable time.
     """
-    state = request.app.state
-    claims = _verified_claims(state.settings, token)
-    user = await auth_service.authenticate(session=session, cache=state.user_cache, claims=claims)
+    state = lifespan_state(request.scope, AuthState)
+    claims = _verified_claims(state["settings"], token)
+    user = await service.authenticate(session=session, cache=state["user_cache"], claims=claims)
     request.state.user_id = str(user.id)
     return user
 
@@ -92,7 +98,8 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 async def get_active_user(request: Request, session: SessionDep, token: BearerToken) -> User:
     """Task and category routes: an unverified account may sign in but not work yet."""
     user = await _authenticate(request, session, token)
-    if request.app.state.settings.require_email_verification and not user.is_active:
+    settings = lifespan_state(request.scope, AuthState)["settings"]
+    if settings.require_email_verification and not user.is_active:
         raise EmailNotVerified("Verify your email address before using this endpoint.")
     return user
 
