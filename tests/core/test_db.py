@@ -15,13 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
-from taskapi.core.config import Settings
-from taskapi.core.db import SessionDep, is_database_unavailable
+from taskapi.core.config import Settings, SettingsDep
+from taskapi.core.db import (
+    DatabaseUnreachable,
+    SessionDep,
+    check_database,
+    create_engine,
+    is_database_unavailable,
+)
 from taskapi.core.errors import Conflict
 from tests.conftest import make_client, state_of
+from tests.core.conftest import free_port
 from tests.factories import sign_in
 
 probe = APIRouter(prefix="/api/v1/probe-db")
+CLOSED_PORT = free_port()
 
 
 def _user(email: str) -> User:
@@ -61,8 +69,22 @@ async def bad_statement(session: SessionDep) -> None:
 
 
 @probe.get("/refused-connection")
-async def refused_connection() -> None:
-    raise ConnectionRefusedError(111, "Connect call failed ('10.1.2.3', 5432)")
+async def refused_connection(settings: SettingsDep) -> None:
+    """A database the driver cannot reach: nothing listens on the port."""
+    unreachable = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{CLOSED_PORT}/none"}
+    )
+    engine = create_engine(unreachable)
+    try:
+        await check_database(engine)
+    finally:
+        await engine.dispose()
+
+
+@probe.get("/missing-file")
+async def missing_file() -> str:
+    """An OSError that has nothing to do with the database."""
+    return (Path(__file__).parent / "no-such-file.txt").read_text()
 
 
 @pytest.fixture
@@ -110,6 +132,22 @@ async def test_a_wrong_statement_is_a_500_not_a_503(probe_client: httpx.AsyncCli
     assert not [entry for entry in logs if entry["event"] == "database_unavailable"]
 
 
+async def test_an_oserror_outside_the_database_is_a_500_not_a_503(
+    probe_client: httpx.AsyncClient,
+) -> None:
+    with capture_logs() as logs:
+        response = await probe_client.get("/api/v1/probe-db/missing-file")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "internal_error"
+    assert "retry-after" not in response.headers
+    assert "no-such-file" not in response.text
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+        "unhandled_error"
+    ]
+    assert not [entry for entry in logs if entry["event"] == "database_unavailable"]
+
+
 async def test_an_unreachable_database_is_a_503_without_its_address(
     probe_client: httpx.AsyncClient,
 ) -> None:
@@ -119,8 +157,8 @@ async def test_an_unreachable_database_is_a_503_without_its_address(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"] == "5"
     assert response.json()["code"] == "service_unavailable"
-    assert "10.1.2.3" not in response.text
-    assert "5432" not in response.text
+    assert "127.0.0.1" not in response.text
+    assert str(CLOSED_PORT) not in response.text
     warnings = [entry for entry in logs if entry["event"] == "database_unavailable"]
     assert [(w["log_level"], w["error"]) for w in warnings] == [
         ("warning", "ConnectionRefusedError")
@@ -133,6 +171,12 @@ class _DriverError(Exception):
         self.sqlstate = sqlstate
 
 
+def _unreachable(cause: OSError) -> DatabaseUnreachable:
+    error = DatabaseUnreachable("cannot connect")
+    error.__cause__ = cause
+    return error
+
+
 def _wrapped(orig: BaseException, *, invalidated: bool = False) -> sa_exc.DBAPIError:
     return sa_exc.DBAPIError("SELECT 1", None, orig, connection_invalidated=invalidated)
 
@@ -140,9 +184,13 @@ def _wrapped(orig: BaseException, *, invalidated: bool = False) -> sa_exc.DBAPIE
 @pytest.mark.parametrize(
     ("error", "unavailable"),
     [
-        (ConnectionRefusedError(111, "Connect call failed"), True),
-        (OSError("Multiple exceptions: [Errno 111], [Errno 99]"), True),
-        (TimeoutError(), True),
+        (_unreachable(ConnectionRefusedError(111, "Connect call failed")), True),
+        (_unreachable(OSError("Multiple exceptions: [Errno 111], [Errno 99]")), True),
+        (_unreachable(TimeoutError()), True),
+        # Raised by anything but the driver (a file, a socket of our own): not an outage.
+        (ConnectionRefusedError(111, "Connect call failed"), False),
+        (FileNotFoundError(2, "No such file or directory"), False),
+        (TimeoutError(), False),
         (sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"), True),
         (_wrapped(Exception("connection was closed"), invalidated=True), True),
         (_wrapped(_DriverError("57P03")), True),  # the database system is starting up

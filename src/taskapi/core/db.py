@@ -12,6 +12,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -48,23 +49,52 @@ _READ_ONLY = "taskapi_read_only"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
+class DatabaseUnreachable(sa_exc.SQLAlchemyError):
+    """The driver could not reach the database server: connection refused, reset or timed
+    out, host unknown. Drivers raise these as a bare OSError; the engine re-raises them as
+    this, so that only the database's own network errors answer 503, never an OSError from
+    anything else a request does."""
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
-        return engine
-    engine = create_async_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_timeout=10,
-        pool_recycle=POOL_RECYCLE_SECONDS,
-        connect_args={"timeout": 5, "command_timeout": 30},
-    )
-    event.listen(engine.sync_engine, "checkin", _note_checkin)
-    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    else:
+        engine = create_async_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=10,
+            pool_recycle=POOL_RECYCLE_SECONDS,
+            connect_args={"timeout": 5, "command_timeout": 30},
+        )
+        event.listen(engine.sync_engine, "checkin", _note_checkin)
+        event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
+    event.listen(engine.sync_engine, "handle_error", _unreachable_instead_of_os_error)
     return engine
+
+
+def _connect_or_unreachable(
+    dialect: Dialect, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    """Connect as SQLAlchemy would; a network error on the way is DatabaseUnreachable."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:
+        raise DatabaseUnreachable(f"cannot connect: {type(error).__name__}") from error
+
+
+def _unreachable_instead_of_os_error(context: ExceptionContext) -> BaseException | None:
+    """A bare OSError (a TimeoutError included) out of a statement: the connection is gone
+    or hangs, so it is discarded and the request sees DatabaseUnreachable."""
+    error = context.original_exception
+    if not isinstance(error, OSError):
+        return None
+    context.is_disconnect = True
+    return DatabaseUnreachable(f"connection failed: {type(error).__name__}")
 
 
 POOL_RECYCLE_SECONDS = 1800
@@ -214,12 +244,13 @@ def is_database_unavailable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached or cannot serve right now: the
     client may retry later (503), as opposed to a bug in a statement (500).
 
-    Covers a refused or timed-out connect (OSError, TimeoutError, asyncpg's own errors
-    during connect), a pool with no free connection (sqlalchemy TimeoutError), a
+    Covers a refused, reset or timed-out connection (DatabaseUnreachable, asyncpg's own
+    errors during connect), a pool with no free connection (sqlalchemy TimeoutError), a
     connection lost mid-request (SQLAlchemy flags it `connection_invalidated`), and the
-    SQLSTATEs and SQLite errors above, raw or wrapped by SQLAlchemy.
+    SQLSTATEs and SQLite errors above, raw or wrapped by SQLAlchemy. A bare OSError is not
+    among them: it did not come from the database driver (see DatabaseUnreachable).
     """
-    if isinstance(error, OSError | sa_exc.TimeoutError):
+    if isinstance(error, DatabaseUnreachable | sa_exc.TimeoutError):
         return True
     if isinstance(error, sa_exc.DBAPIError):
         if error.connection_invalidated:
@@ -238,7 +269,8 @@ async def _database_error_handler(request: Request, error: Exception) -> Any:
     line keeps the error type for operators."""
     if not is_database_unavailable(error):
         raise error
-    log.warning("database_unavailable", error=type(error).__name__, path=request.url.path)
+    cause = error.__cause__ if isinstance(error, DatabaseUnreachable) else None
+    log.warning("database_unavailable", error=type(cause or error).__name__, path=request.url.path)
     unavailable = ServiceUnavailable("The service is temporarily unavailable; retry shortly.")
     return problem_response(
         request,
@@ -250,5 +282,5 @@ async def _database_error_handler(request: Request, error: Exception) -> Any:
 
 
 def install_database_error_handlers(app: FastAPI) -> None:
-    for error_class in (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError):
+    for error_class in (sa_exc.SQLAlchemyError, asyncpg.PostgresError):
         app.add_exception_handler(error_class, _database_error_handler)
