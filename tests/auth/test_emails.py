@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -31,6 +33,8 @@ from tests.auth.conftest import (
     stored_user,
 )
 from tests.conftest import SettingsFactory, make_client, state_of, with_lifespan_state
+from tests.core.test_metrics import scrape, value
+from tests.factories import create_user
 
 EMAIL = "ada@example.com"
 LINK = re.compile(r"http://frontend\.test/(verify-email|reset-password)\?token=([0-9a-f]{64})")
@@ -49,8 +53,11 @@ class SmtpServer:
     port: int
     messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
     logins: list[tuple[bytes, bytes]] = field(default_factory=list)
+    data_delay_seconds: float = 0.0
+    """How long the server takes to accept a message (it runs in its own thread's loop)."""
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.data_delay_seconds)
         assert isinstance(envelope.content, bytes)
         message = email.message_from_bytes(envelope.content, policy=default_policy)
         assert isinstance(message, EmailMessage)
@@ -280,3 +287,44 @@ async def test_email_goes_out_only_after_the_response_is_sent(app: FastAPI) -> N
 
     await with_lifespan_state(app)(scope, receive, send)
     assert events == ["status 201", "response complete", f"email to {EMAIL}"]
+
+
+async def test_latency_figures_end_with_the_response_not_with_the_email_sent_after_it(
+    app_factory: Callable[[Settings], Any],
+    smtp_settings: SettingsFactory,
+    smtp_server: SmtpServer,
+    session: AsyncSession,
+) -> None:
+    """The access log's duration_ms and the request duration histogram measure what the
+    client waits for; the slow mail server is only waited for after the response."""
+    delay = 1.0
+    smtp_server.data_delay_seconds = delay
+    app = await app_factory(smtp_settings(enable_metrics=True, smtp_timeout_seconds=5))
+    await create_user(session, email=EMAIL)
+    handler = f"{API}/auth/forgot-password"
+    async with make_client(app) as client:
+        before = await scrape(client)
+        with capture_logs() as logs:
+            started = time.perf_counter()
+            response = await client.post(handler, json={"email": EMAIL})
+            asgi_call = time.perf_counter() - started
+        after = await scrape(client)
+    assert response.status_code == 202
+    # The slow send really ran inside the request's ASGI call, after the response.
+    assert smtp_server.only_message()["Subject"] == "Reset your password"
+    assert asgi_call >= delay
+
+    [access] = [entry for entry in logs if entry["event"] == "request"]
+    assert access["path"] == handler
+    assert access["status"] == 202
+    assert access["duration_ms"] < delay * 1000 / 2
+
+    def observed(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    by_handler = {"handler": handler, "method": "POST"}
+    assert observed("http_request_duration_seconds_count", **by_handler) == 1
+    assert observed("http_request_duration_seconds_sum", **by_handler) < delay / 2
+    # The unlabelled high-resolution histogram saw this request and one /metrics scrape.
+    assert observed("http_request_duration_highr_seconds_count") == 2
+    assert observed("http_request_duration_highr_seconds_sum") < delay / 2

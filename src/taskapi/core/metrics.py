@@ -10,6 +10,7 @@ then keeps every value in a file there, and `/metrics` sums all workers' files.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from functools import cache
 
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
+
+from taskapi.core.middleware import RESPONSE_SENT_AT
 
 METRICS_PATH = "/metrics"
 UNMATCHED_HANDLER = "none"
@@ -62,15 +65,23 @@ def _http_metrics() -> Callable[[instrumentator_metrics.Info], None]:
 
 
 def _by_matched_route(info: instrumentator_metrics.Info) -> None:
-    """Label by the template of the route that served the request, or `none`.
+    """Label by the template of the route that served the request, or `none`, and time the
+    response only.
 
     The instrumentator resolves the template before the request runs and, for a path that
     differs from a route only by a trailing slash, reports the raw path: one new series per
     id a client invents. The router records the route it matched in the scope, so anything
     it did not match (404, a slash redirect, a 429 or 413 answered before routing) is `none`.
+
+    Its duration runs until the app returns, background tasks (email, up to the SMTP
+    timeout) included: the time since the response was sent is taken off again.
     """
     if "route" not in info.request.scope:
         info.modified_handler = UNMATCHED_HANDLER
+    sent_at = info.request.scope.get("state", {}).get(RESPONSE_SENT_AT)
+    if sent_at is not None:
+        after_response = time.perf_counter() - sent_at
+        info.modified_duration = max(info.modified_duration - after_response, 0.0)
     _http_metrics()(info)
 
 

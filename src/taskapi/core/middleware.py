@@ -19,6 +19,8 @@ from taskapi.core.errors import PROBLEM_JSON, problem_body
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _API_PATH_PREFIXES = ("/api/", "/health")
+RESPONSE_SENT_AT = "response_sent_at"
+"""Key in the request state: `time.perf_counter()` when the last body message was sent."""
 
 log = structlog.get_logger("taskapi.request")
 
@@ -56,6 +58,12 @@ class RequestContextMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await send(message)
+                # Background tasks (email) run after this, inside the same ASGI call: the
+                # latency a client sees ends here.
+                state[RESPONSE_SENT_AT] = time.perf_counter()
+                return
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
@@ -93,12 +101,13 @@ class RequestContextMiddleware:
             )
             await send_with_headers({"type": "http.response.body", "body": body})
         finally:
+            finished = state.get(RESPONSE_SENT_AT) or time.perf_counter()
             log.info(
                 "request",
                 method=scope["method"],
                 path=path,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round((finished - started) * 1000, 2),
                 user_id=state.get("user_id"),
             )
             structlog.contextvars.unbind_contextvars("request_id")
