@@ -132,7 +132,6 @@ async def register(
     password: str,
     full_name: str,
 ) -> SessionTokens:
-    # Hash before touching the database: on SQLite the first statement takes the write lock.
     password_hash = await hasher.hash(password)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise EmailTaken("An account with this email already exists.")
@@ -205,6 +204,9 @@ async def login(
     email: str,
     password: str,
 ) -> SessionTokens:
+    """Check the password with nothing locked (argon2 takes tens of milliseconds, and on
+    SQLite a lock would stop every writer), then decide on the locked row: the lockout
+    counts, and a success, are atomic with respect to concurrent sign-ins."""
     user = await session.scalar(select(User).where(User.email == email))
     if user is None:
         # Cost what a real check costs, so response time does not tell which emails exist.
@@ -214,9 +216,30 @@ async def login(
         raise _account_locked(user.locked_until)
     if not await hasher.verify(password, user.password_hash):
         await _count_failed_login(session=session, cache=cache, user_id=user.id)
-    if user.failed_login_attempts or user.locked_until is not None:
-        await _clear_failed_logins(session=session, cache=cache, user_id=user.id)
+    await _admit(session=session, cache=cache, user_id=user.id, checked_hash=user.password_hash)
     return await _start_session(session=session, settings=settings, user=user)
+
+
+async def _admit(
+    *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID, checked_hash: str
+) -> None:
+    """The password matched `checked_hash`; while it was being checked, concurrent failures
+    may have locked the account, or a reset may have changed the password. Decide again on
+    the row, locked, and only then clear the failure count."""
+    current = (
+        await session.execute(
+            select(User.password_hash, User.failed_login_attempts, User.locked_until)
+            .where(User.id == user_id)
+            # FOR NO KEY UPDATE on PostgreSQL: rows that reference the user stay insertable.
+            .with_for_update(key_share=True)
+        )
+    ).one_or_none()
+    if current is None or current.password_hash != checked_hash:
+        raise _bad_credentials()
+    if current.locked_until is not None and current.locked_until > utcnow():
+        raise _account_locked(current.locked_until)
+    if current.failed_login_attempts or current.locked_until is not None:
+        await _clear_failed_logins(session=session, cache=cache, user_id=user_id)
 
 
 async def _count_failed_login(
@@ -439,21 +462,27 @@ async def change_password(
     new_password: str,
 ) -> None:
     """Every other session ends; the caller's refresh token stays valid, while its access
-    token (issued before the change) must be refreshed like all others."""
-    user = await _user_for_update(session=session, user_id=user_id)
-    if not await hasher.verify(current_password, user.password_hash):
-        record_auth_failure("invalid_credentials")
-        raise IncorrectPassword(
-            "The current password is not correct.",
-            extra={
-                "errors": [
-                    {"field": "current_password", "message": "The current password is not correct"}
-                ]
-            },
-        )
-    user.password_hash = await hasher.hash(new_password)
+    token (issued before the change) must be refreshed like all others.
+
+    Both argon2 steps run with nothing locked; the change is conditional on the password
+    still being the one checked, so a concurrent change or reset is never overwritten."""
+    current_hash = await session.scalar(select(User.password_hash).where(User.id == user_id))
+    if current_hash is None:
+        raise Unauthorized()
+    if not await hasher.verify(current_password, current_hash):
+        raise _incorrect_password()
+    new_hash = await hasher.hash(new_password)
     now = utcnow()
-    user.tokens_valid_after = now
+    changed = await session.scalar(
+        update(User)
+        .where(User.id == user_id, User.password_hash == current_hash)
+        .values(password_hash=new_hash, tokens_valid_after=now)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed is None:
+        # Changed meanwhile: the password given is no longer the current one.
+        raise _incorrect_password()
     await session.execute(
         update(RefreshToken)
         .where(
@@ -476,8 +505,19 @@ async def change_password(
         .values(created_at=now)
         .execution_options(synchronize_session=False)
     )
-    await session.flush()
     cache.invalidate_after_commit(session, user_id)
+
+
+def _incorrect_password() -> IncorrectPassword:
+    record_auth_failure("invalid_credentials")
+    return IncorrectPassword(
+        "The current password is not correct.",
+        extra={
+            "errors": [
+                {"field": "current_password", "message": "The current password is not correct"}
+            ]
+        },
+    )
 
 
 async def delete_account(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:

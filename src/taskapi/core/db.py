@@ -12,7 +12,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect, ExceptionContext
+from sqlalchemy.engine import Connection, Dialect, ExceptionContext, ExecutionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.expression import SelectBase
 from sqlalchemy.util import await_
 
 from taskapi.core.config import Settings
@@ -46,6 +47,7 @@ _UNAVAILABLE_SQLITE_ERRORS = (
 log = structlog.get_logger("taskapi.db")
 _AFTER_COMMIT = "taskapi.after_commit"
 _READ_ONLY = "taskapi_read_only"
+_WRITE_LOCK_PENDING = "taskapi.write_lock_pending"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -60,7 +62,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "before_cursor_execute", _sqlite_lock_before_write)
+        event.listen(engine.sync_engine, "commit", _sqlite_transaction_ended)
+        event.listen(engine.sync_engine, "rollback", _sqlite_transaction_ended)
     else:
         engine = create_async_engine(
             settings.database_url,
@@ -134,12 +139,49 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    """Take the write lock up front: a deferred read lock upgraded to a write fails at once
-    with SQLITE_BUSY when two transactions race, whereas BEGIN IMMEDIATE waits its turn.
-    A read-only session begins deferred, so reads never queue behind writers (WAL)."""
+def _sqlite_begin(connection: Connection) -> None:
+    """A read-only session begins deferred: one snapshot, never queued behind writers (WAL).
+
+    Any other transaction takes the write lock with BEGIN IMMEDIATE, and only right before
+    its first write (see `_sqlite_lock_before_write`): SQLite has one write lock for the
+    whole file, so whatever a request does before writing (authenticate, look a row up,
+    verify or hash a password with argon2) must not hold up every other writer. The reads
+    before it run in autocommit, each on a fresh snapshot: what PostgreSQL's READ COMMITTED
+    gives, so a rule that reads, decides and writes must be one conditional statement (or
+    read with FOR UPDATE) on both backends. BEGIN IMMEDIATE, not a deferred BEGIN upgraded
+    later: an upgrade fails at once with SQLITE_BUSY when another transaction wrote since
+    the read, whereas BEGIN IMMEDIATE waits its turn.
+    """
     read_only = connection.get_execution_options().get(_READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    connection.info[_WRITE_LOCK_PENDING] = not read_only
+    if read_only:
+        connection.exec_driver_sql("BEGIN")
+
+
+def _sqlite_lock_before_write(
+    connection: Connection,
+    cursor: Any,
+    _statement: str,
+    _parameters: Any,
+    context: ExecutionContext | None,
+    _executemany: bool,
+) -> None:
+    if connection.info.get(_WRITE_LOCK_PENDING) and _needs_write_lock(context):
+        connection.info[_WRITE_LOCK_PENDING] = False
+        cursor.execute("BEGIN IMMEDIATE")
+
+
+def _needs_write_lock(context: ExecutionContext | None) -> bool:
+    """Everything but a plain SELECT: a write, a SAVEPOINT, raw SQL, and a SELECT ... FOR
+    UPDATE (SQLite drops the clause; the write lock is what serializes such a read)."""
+    statement = getattr(getattr(context, "compiled", None), "statement", None)
+    if not isinstance(statement, SelectBase):
+        return True
+    return getattr(statement, "_for_update_arg", None) is not None
+
+
+def _sqlite_transaction_ended(connection: Connection) -> None:
+    connection.info.pop(_WRITE_LOCK_PENDING, None)
 
 
 class AppSession(Session):
