@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.support.backends import POSTGRES_URL, REDIS_URL
 
-pytestmark = pytest.mark.skipif(
-    POSTGRES_URL is None or REDIS_URL is None,
-    reason="the soak runs on PostgreSQL and Redis by design; the PostgreSQL + Redis pass runs it",
+pytestmark = pytest.mark.needs_services(
+    "postgresql", "redis", reason="the soak runs on PostgreSQL and Redis by design"
 )
 
 SOAK_SECONDS = 10

@@ -14,9 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree
 
 import httpx
@@ -26,12 +24,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskapi.auth.models import User
 from taskapi.tasks.models import Task
-from tests.conftest import POSTGRES_URL
-from tests.core.conftest import ServeFactory
-from tests.factories import DEFAULT_PASSWORD
+from tests.support.backends import DatabaseFactory
+from tests.support.factories import DEFAULT_PASSWORD
+from tests.support.processes import ServeFactory
 
-pytestmark = pytest.mark.skipif(
-    POSTGRES_URL is None,
+pytestmark = pytest.mark.needs_services(
+    "postgresql",
     reason="fuzzes a real server on PostgreSQL by design; runs on the PostgreSQL pass",
 )
 
@@ -63,7 +61,7 @@ async def verified_account(base_url: str, database_url: str) -> tuple[str, str]:
 
 async def test_schemathesis_finds_nothing(
     serve: ServeFactory,
-    new_database_url: Callable[[], Any],
+    new_database_url: DatabaseFactory,
     redis_url: str | None,
     repo_root: Path,
     tmp_path: Path,

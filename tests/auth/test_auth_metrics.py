@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.metrics import AUTH_FAILURE_REASONS
 from taskapi.core.config import Settings
-from tests.auth.conftest import (
+from tests.support.auth import (
     API,
     OTHER_PASSWORD,
     Mailbox,
@@ -19,7 +19,7 @@ from tests.auth.conftest import (
     login,
     register,
 )
-from tests.factories import DEFAULT_PASSWORD, sign_in
+from tests.support.factories import DEFAULT_PASSWORD, sign_in
 
 EMAIL = "ada@example.com"
 WRONG = "Wr0ng!Passw0rd"

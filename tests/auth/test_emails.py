@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import email
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Message
 from structlog.testing import capture_logs
 
 from taskapi.core.config import Settings
 from taskapi.core.email import OutgoingEmail
-from tests.auth.conftest import (
+from tests.support.apps import (
+    AppFactory,
+    SettingsFactory,
+    make_client,
+    state_of,
+    with_lifespan_state,
+)
+from tests.support.auth import (
     API,
     OTHER_PASSWORD,
     STRONG_PASSWORD,
@@ -32,48 +33,13 @@ from tests.auth.conftest import (
     register,
     stored_user,
 )
-from tests.conftest import SettingsFactory, make_client, state_of, with_lifespan_state
-from tests.core.test_metrics import scrape, value
-from tests.factories import create_user
+from tests.support.factories import create_user
+from tests.support.metrics import scrape, value
+from tests.support.processes import free_port
+from tests.support.smtp import LINK, SMTP_PASSWORD, SmtpServer, link_in, parts
 
 EMAIL = "ada@example.com"
-LINK = re.compile(r"http://frontend\.test/(verify-email|reset-password)\?token=([0-9a-f]{64})")
 ANY_TOKEN = re.compile(r"[0-9a-f]{64}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
-    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
-    data_delay_seconds: float = 0.0
-    """How long the server takes to accept a message (it runs in its own thread's loop)."""
-
-    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
-        await asyncio.sleep(self.data_delay_seconds)
-        assert isinstance(envelope.content, bytes)
-        message = email.message_from_bytes(envelope.content, policy=default_policy)
-        assert isinstance(message, EmailMessage)
-        self.messages.append((envelope, message))
-        return "250 OK"
-
-    def authenticate(
-        self, _server: SMTP, _session: Session, _envelope: Envelope, _mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        self.logins.append((data.login, data.password))
-        return AuthResult(success=data.password == b"s3cret")
-
-    def only_message(self) -> EmailMessage:
-        assert len(self.messages) == 1
-        return self.messages[0][1]
 
 
 @pytest.fixture
@@ -110,26 +76,8 @@ def smtp_settings(make_settings: SettingsFactory, smtp_server: SmtpServer) -> Se
     return make
 
 
-def parts(message: EmailMessage) -> tuple[str, str]:
-    assert message.get_content_type() == "multipart/alternative"
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    assert text is not None
-    assert html is not None
-    return text.get_content(), html.get_content()
-
-
-def link_in(message: EmailMessage, kind: str) -> str:
-    text, html = parts(message)
-    match = LINK.search(text)
-    assert match is not None, text
-    assert match.group(1) == kind
-    assert f'href="{match.group(0)}"' in html
-    return match.group(2)
-
-
 async def test_verification_email_over_smtp_carries_a_working_link(
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     smtp_settings: SettingsFactory,
     smtp_server: SmtpServer,
     session: AsyncSession,
@@ -158,7 +106,7 @@ async def test_verification_email_over_smtp_carries_a_working_link(
 
 
 async def test_reset_email_over_smtp_carries_a_working_link(
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     smtp_settings: SettingsFactory,
     smtp_server: SmtpServer,
 ) -> None:
@@ -186,14 +134,14 @@ async def test_reset_email_over_smtp_carries_a_working_link(
 
 
 async def test_smtp_login_when_credentials_are_set(
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     smtp_settings: SettingsFactory,
     smtp_server: SmtpServer,
 ) -> None:
-    app = await app_factory(smtp_settings(smtp_user="mailer", smtp_password="s3cret"))
+    app = await app_factory(smtp_settings(smtp_user="mailer", smtp_password=SMTP_PASSWORD))
     async with make_client(app) as client:
         await register(client)
-    assert smtp_server.logins == [(b"mailer", b"s3cret")]
+    assert smtp_server.logins == [(b"mailer", SMTP_PASSWORD.encode())]
     link_in(smtp_server.only_message(), "verify-email")
 
 
@@ -206,7 +154,7 @@ async def test_smtp_login_when_credentials_are_set(
     ],
 )
 async def test_failed_send_is_logged_and_the_request_still_succeeds(
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     smtp_settings: SettingsFactory,
     smtp_server: SmtpServer,
     session: AsyncSession,
@@ -272,14 +220,14 @@ async def test_email_goes_out_only_after_the_response_is_sent(app: FastAPI) -> N
     }
     delivered = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal delivered
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             events.append(f"status {message['status']}")
         elif message["type"] == "http.response.body" and not message.get("more_body"):

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.auth.models import RefreshToken
 from taskapi.core.security import PasswordHasher, argon2id, hash_token
 from taskapi.tasks.models import Task
-from tests.auth.conftest import API, OTHER_PASSWORD, change_user, stored_user
-from tests.conftest import state_of
-from tests.factories import DEFAULT_PASSWORD, SignedIn
+from tests.support.apps import state_of
+from tests.support.auth import API, OTHER_PASSWORD, change_user, stored_user
+from tests.support.factories import DEFAULT_PASSWORD, SignedIn
 
 GUARD_SECONDS = 30
 """Only so that a regression fails instead of hanging; nothing here waits for time."""

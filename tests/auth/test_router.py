@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
 from taskapi.core.security import hash_token
-from tests.auth.conftest import (
+from tests.support.auth import (
     API,
     OTHER_PASSWORD,
     STRONG_PASSWORD,
@@ -28,12 +28,13 @@ from tests.auth.conftest import (
     change_user,
     login,
     register,
+    stored_password_hash,
     stored_refresh_tokens,
     stored_token,
     stored_user,
 )
-from tests.factories import DEFAULT_PASSWORD, create_user
-from tests.problems import assert_problem, field_errors
+from tests.support.factories import DEFAULT_PASSWORD, create_user
+from tests.support.problems import assert_problem, field_errors
 
 EMAIL = "ada@example.com"
 
@@ -768,7 +769,7 @@ async def test_reset_password_sets_it_ends_every_session_and_lifts_the_lock(
     )
     await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
     token = mailbox.token(EMAIL, "reset-password")
-    old_hash = (await stored_user(session, EMAIL)).password_hash  # type: ignore[union-attr]
+    old_hash = await stored_password_hash(session, EMAIL)
 
     response = await client.post(
         f"{API}/auth/reset-password", json={"token": token, "new_password": OTHER_PASSWORD}
@@ -806,13 +807,13 @@ async def test_reset_password_expired_replaced_or_unknown_token_is_400(
     await change_user(
         session, EMAIL, password_reset_expires_at=datetime.now(UTC) - timedelta(seconds=1)
     )
-    before = (await stored_user(session, EMAIL)).password_hash  # type: ignore[union-attr]
+    before = await stored_password_hash(session, EMAIL)
     for token in (replaced, current, "0" * 64):
         response = await client.post(
             f"{API}/auth/reset-password", json={"token": token, "new_password": OTHER_PASSWORD}
         )
         assert_problem(response, 400, "invalid_token")
-    assert (await stored_user(session, EMAIL)).password_hash == before  # type: ignore[union-attr]
+    assert await stored_password_hash(session, EMAIL) == before
 
 
 async def test_reset_password_weak_password_is_a_field_error(

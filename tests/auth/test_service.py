@@ -17,9 +17,9 @@ from taskapi.auth.models import User
 from taskapi.core.config import Settings
 from taskapi.core.email import ConsoleEmailBackend, Outbox
 from taskapi.core.security import PasswordHasher
-from tests.auth.conftest import OTHER_PASSWORD, STRONG_PASSWORD, stored_refresh_tokens, stored_user
-from tests.conftest import state_of
-from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.support.apps import state_of
+from tests.support.auth import OTHER_PASSWORD, STRONG_PASSWORD, stored_refresh_tokens, stored_user
+from tests.support.factories import DEFAULT_PASSWORD, create_user
 
 EMAIL = "ada@example.com"
 CHANGED_ELSEWHERE = "Ch4nged!Elsewhere"

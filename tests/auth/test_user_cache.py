@@ -27,7 +27,8 @@ from taskapi.core.cache import MemoryCacheStore
 from taskapi.core.config import Settings
 from taskapi.core.redis import create_redis
 from taskapi.core.security import PasswordHasher
-from tests.auth.conftest import (
+from tests.support.apps import state_of
+from tests.support.auth import (
     API,
     OTHER_PASSWORD,
     STRONG_PASSWORD,
@@ -38,9 +39,9 @@ from tests.auth.conftest import (
     register,
     stored_user,
 )
-from tests.conftest import state_of
-from tests.factories import DEFAULT_PASSWORD, SignedIn, sign_in
-from tests.problems import assert_problem
+from tests.support.backends import redis_bytes
+from tests.support.factories import DEFAULT_PASSWORD, SignedIn, sign_in
+from tests.support.problems import assert_problem
 
 EMAIL = "ada@example.com"
 ME = f"{API}/users/me"
@@ -71,8 +72,7 @@ class CacheBackend:
 
     async def payload(self, user_id: Any) -> bytes | None:
         if self.redis is not None:
-            raw: bytes | None = await self.redis.get(self.key(user_id))
-            return raw
+            return await redis_bytes(self.redis, self.key(user_id))
         cache: UserCache = state_of(self.app)["user_cache"]
         return (await cache._store.get(str(user_id))).value
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import RefreshToken, User
 from taskapi.categories.models import Category
 from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, task_categories
-from tests.auth.conftest import (
+from tests.support.auth import (
     API,
     OTHER_PASSWORD,
     STRONG_PASSWORD,
@@ -22,12 +22,13 @@ from tests.auth.conftest import (
     bearer,
     login,
     register,
+    stored_password_hash,
     stored_refresh_tokens,
     stored_token,
     stored_user,
 )
-from tests.factories import sign_in
-from tests.problems import assert_problem, field_errors
+from tests.support.factories import sign_in
+from tests.support.problems import assert_problem, field_errors
 
 EMAIL = "ada@example.com"
 
@@ -127,7 +128,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
 ) -> None:
     mine = await register(client)
     other = (await login(client)).json()
-    old_hash = (await stored_user(session, EMAIL)).password_hash  # type: ignore[union-attr]
+    old_hash = await stored_password_hash(session, EMAIL)
 
     response = await client.post(
         f"{API}/users/me/password",
@@ -209,18 +210,19 @@ async def test_change_password_bad_input_is_400(
     fields: set[str],
 ) -> None:
     mine = await register(client)
-    before = (await stored_user(session, EMAIL)).password_hash  # type: ignore[union-attr]
+    before = await stored_password_hash(session, EMAIL)
     response = await client.post(
         f"{API}/users/me/password", json=payload, headers=bearer(mine["access_token"])
     )
     assert field_errors(response) == fields
-    assert (await stored_user(session, EMAIL)).password_hash == before  # type: ignore[union-attr]
+    assert await stored_password_hash(session, EMAIL) == before
 
 
-async def _count(session: AsyncSession, statement: object) -> int:
-    value = await session.scalar(statement)  # type: ignore[call-overload]
+async def _count(session: AsyncSession, statement: Select[int]) -> int:
+    value = await session.scalar(statement)
     await session.commit()
-    return int(value)
+    assert value is not None
+    return value
 
 
 async def test_delete_me_removes_the_account_and_everything_it_owns(

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.config import Settings
-from tests.categories.conftest import (
+from tests.support.categories import (
     CATEGORIES,
     TASKS,
     create_category,
@@ -18,8 +18,8 @@ from tests.categories.conftest import (
     stored_links,
     stored_task,
 )
-from tests.factories import SignedIn, sign_in
-from tests.problems import assert_problem
+from tests.support.factories import SignedIn, sign_in
+from tests.support.problems import assert_problem
 
 # --- assign ---------------------------------------------------------------------------------
 

@@ -10,15 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, task_categories
-from tests.categories.conftest import (
+from tests.support.apps import AppFactory, SettingsFactory, make_client
+from tests.support.categories import (
     CATEGORIES,
     create_category,
     stored_categories,
     stored_category,
 )
-from tests.conftest import AppFactory, SettingsFactory, make_client
-from tests.factories import SignedIn, sign_in
-from tests.problems import assert_problem, field_errors
+from tests.support.factories import SignedIn, sign_in
+from tests.support.problems import assert_problem, field_errors
 
 # --- create ---------------------------------------------------------------------------------
 

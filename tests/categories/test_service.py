@@ -13,9 +13,9 @@ from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryUpdate
 from taskapi.tasks import service as tasks_service
 from taskapi.tasks.models import Task, task_categories
-from tests.categories.conftest import stored_categories
-from tests.conftest import POSTGRES_URL, state_of
-from tests.factories import SignedIn
+from tests.support.apps import state_of
+from tests.support.categories import stored_categories
+from tests.support.factories import SignedIn
 
 
 async def test_a_name_conflict_leaves_the_transaction_usable(
@@ -104,8 +104,8 @@ async def _until_a_backend_waits_for_a_lock(session: AsyncSession) -> None:
     pytest.fail("the assignment never waited for the deleting transaction's lock")
 
 
-@pytest.mark.skipif(
-    POSTGRES_URL is None,
+@pytest.mark.needs_services(
+    "postgresql",
     reason="needs two writers at once; SQLite serialises whole transactions",
 )
 async def test_a_category_deleted_during_an_assignment_is_not_found_not_a_conflict(

@@ -1,4 +1,4 @@
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
@@ -6,9 +6,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
 from taskapi.core.body_limit import MAX_BODY_BYTES
-from taskapi.core.config import Settings
-from tests.conftest import SettingsFactory, make_client
-from tests.core.test_middleware import SECURITY_HEADERS
+from tests.support.apps import SECURITY_HEADERS, AppFactory, SettingsFactory, make_client
 
 reached: list[str] = []
 
@@ -120,7 +118,7 @@ async def test_chunked_body_within_limit_is_accepted(probe_client: httpx.AsyncCl
 
 
 async def test_oversized_declared_body_is_refused_before_the_rate_limiter(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await app_factory(make_settings(enable_rate_limiting=True))
     async with make_client(app) as client:

@@ -3,8 +3,7 @@ machine's Redis on the PostgreSQL + Redis pass, process memory on the SQLite pas
 outage test starts a redis-server of its own and so runs on both passes."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -24,12 +23,14 @@ from taskapi.core.cache import (
 from taskapi.core.config import Settings
 from taskapi.core.db import after_commit
 from taskapi.core.redis import create_redis
-from tests.conftest import SettingsFactory, make_client, state_of
-from tests.core.conftest import OwnRedis
-from tests.factories import sign_in
+from tests.support.apps import AppFactory, SettingsFactory, make_client, state_of
+from tests.support.backends import redis_bytes
+from tests.support.factories import sign_in
+from tests.support.processes import OwnRedis
 
 TTL_SECONDS = 900.0
 KEY = "some-user-id"
+OWN_REDIS = "stops and restarts a redis-server of its own"
 
 
 class FakeClock:
@@ -124,14 +125,15 @@ async def test_a_fill_read_before_an_invalidation_is_refused(store: CacheStore) 
     assert (await store.get(KEY)).value == b"new row"
 
 
+@pytest.mark.needs_services("redis", reason="Redis tombstones (the memory store has its own test)")
 async def test_redis_invalidation_is_a_tombstone_that_is_never_served(
     redis_client: Redis | None, redis_prefix: str, store: CacheStore
 ) -> None:
-    if redis_client is None:
-        pytest.skip("Redis tombstones: this pass has no Redis (the memory store has its own test)")
+    assert redis_client is not None
     await store.fill(await store.get(KEY), b"old")
     await store.invalidate(KEY)
-    stored = await redis_client.get(redis_prefix + KEY)
+    stored = await redis_bytes(redis_client, redis_prefix + KEY)
+    assert stored is not None
     assert stored.startswith(TOMBSTONE_PREFIX)
     assert TTL_SECONDS * 1000 - 5000 < await redis_client.pttl(redis_prefix + KEY) <= 900_000
     assert (await store.get(KEY)).value is None
@@ -177,6 +179,7 @@ async def test_memory_cache_only_where_one_process_is_certain(
     assert disabled == (["user_cache_disabled"] if expected is NoCacheStore else [])
 
 
+@pytest.mark.needs_services("redis-server", reason=OWN_REDIS)
 async def test_redis_outage_is_a_miss_with_one_warning_and_invalidations_wait_for_it(
     own_redis: OwnRedis,
 ) -> None:
@@ -208,7 +211,9 @@ async def test_redis_outage_is_a_miss_with_one_warning_and_invalidations_wait_fo
         with capture_logs() as logs:
             after = await store.get(KEY)
         assert after.value is None  # the pending invalidation went first
-        assert (await client.get("outage:" + KEY)).startswith(TOMBSTONE_PREFIX)
+        stored = await redis_bytes(client, "outage:" + KEY)
+        assert stored is not None
+        assert stored.startswith(TOMBSTONE_PREFIX)
         assert [(entry["log_level"], entry["event"]) for entry in logs] == [
             ("info", "user_cache_recovered")
         ]
@@ -216,9 +221,10 @@ async def test_redis_outage_is_a_miss_with_one_warning_and_invalidations_wait_fo
         await client.aclose()
 
 
+@pytest.mark.needs_services("redis-server", reason=OWN_REDIS)
 async def test_api_survives_a_redis_outage_and_no_revocation_is_lost(
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     own_redis: OwnRedis,
 ) -> None:
     """Redis goes away with a user cached: requests are answered from the database with one
@@ -260,14 +266,19 @@ async def test_api_survives_a_redis_outage_and_no_revocation_is_lost(
                 (entry["log_level"], entry["event"]) for entry in logs
             ]
             # The survivor was replaced: by the tombstone, then by the row as it is now.
-            assert orjson.loads(await redis.get(key))["tokens_valid_after"] is not None
+            stored = await redis_bytes(redis, key)
+            assert stored is not None
+            assert orjson.loads(stored)["tokens_valid_after"] is not None
     finally:
         await redis.aclose()
 
 
+@pytest.mark.needs_services(
+    "redis-server", reason="counts the commands a redis-server of its own ran"
+)
 async def test_a_cache_hit_costs_one_redis_get_and_nothing_else(
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     own_redis: OwnRedis,
 ) -> None:
     """Counted by a Redis only this test uses (rate limiting is off, as in every test)."""

@@ -1,12 +1,7 @@
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import pytest
 
-from taskapi.core.config import Settings
-from tests.conftest import SettingsFactory, make_client
-from tests.core.test_middleware import SECURITY_HEADERS
+from tests.support.apps import SECURITY_HEADERS, AppFactory, SettingsFactory, make_client
 
 ALLOWED = "https://app.example"
 REFUSED = "https://evil.example"
@@ -14,9 +9,7 @@ PATH = "/api/v1/does-not-exist"
 
 
 @pytest.fixture
-async def cors_client(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
-) -> httpx.AsyncClient:
+async def cors_client(make_settings: SettingsFactory, app_factory: AppFactory) -> httpx.AsyncClient:
     app = await app_factory(make_settings(cors_origins=[ALLOWED], enable_rate_limiting=True))
     return make_client(app)
 
@@ -110,7 +103,7 @@ async def test_preflight_for_a_header_not_allowed(cors_client: httpx.AsyncClient
 )
 async def test_empty_cors_origins_by_environment(
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     app_env: str,
     origin: str,
     allowed: bool,

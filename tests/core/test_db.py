@@ -1,5 +1,4 @@
 import asyncio
-import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -24,9 +23,9 @@ from taskapi.core.db import (
     is_database_unavailable,
 )
 from taskapi.core.errors import Conflict
-from tests.conftest import make_client, state_of
-from tests.core.conftest import free_port
-from tests.factories import sign_in
+from tests.support.apps import make_client, state_of
+from tests.support.factories import sign_in
+from tests.support.processes import free_port
 
 probe = APIRouter(prefix="/api/v1/probe-db")
 CLOSED_PORT = free_port()
@@ -249,8 +248,8 @@ async def test_reads_do_not_wait_for_an_open_write_transaction(
     assert response.json()["total"] == 0
 
 
-@pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"),
+@pytest.mark.needs_services(
+    "postgresql",
     reason="PostgreSQL pool behaviour: SQLite has no server connections to lose",
 )
 async def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(

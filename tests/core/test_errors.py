@@ -7,8 +7,8 @@ from pydantic import BaseModel, Field
 from structlog.testing import capture_logs
 
 from taskapi.core.errors import Conflict
-from tests.conftest import make_client
-from tests.problems import assert_problem
+from tests.support.apps import make_client
+from tests.support.problems import assert_problem
 
 probe = APIRouter(prefix="/api/v1/probe")
 

@@ -1,11 +1,9 @@
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import httpx
 
 from taskapi.core.config import Settings
-from tests.conftest import SettingsFactory, make_client
+from tests.support.apps import AppFactory, SettingsFactory, make_client
 
 UNREACHABLE_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
 
@@ -22,7 +20,7 @@ async def test_health_ok(client: httpx.AsyncClient, settings: Settings) -> None:
 
 
 async def test_health_503_when_database_unreachable(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await app_factory(make_settings(database_url=UNREACHABLE_POSTGRES))
     async with make_client(app) as client:
@@ -36,7 +34,7 @@ async def test_health_503_when_database_unreachable(
 
 
 async def test_health_503_when_redis_unreachable(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await app_factory(make_settings(redis_url="redis://127.0.0.1:1/0"))
     async with make_client(app) as client:

@@ -1,8 +1,6 @@
 import asyncio
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +9,13 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from taskapi.auth.metrics import AUTH_FAILURE_REASONS, record_auth_failure
-from taskapi.core.config import Settings
 from taskapi.core.metrics import BoundedCounter
-from tests.conftest import SettingsFactory, make_client
-from tests.core.conftest import ServeFactory
+from tests.support.apps import AppFactory, SettingsFactory, make_client
+from tests.support.metrics import scrape, value
+from tests.support.processes import ServeFactory
 
-Samples = Counter[tuple[str, frozenset[tuple[str, str]]]]
 TEMPLATE = "/api/v1/probe-metrics/items/{item_id}"
 
 probe = APIRouter(prefix="/api/v1/probe-metrics")
@@ -30,27 +26,8 @@ async def item(item_id: int) -> dict[str, int]:
     return {"id": item_id}
 
 
-def parse(exposition: str) -> Samples:
-    samples: Samples = Counter()
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] += sample.value
-    return samples
-
-
-async def scrape(client: httpx.AsyncClient) -> Samples:
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return parse(response.text)
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
 async def metrics_app(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any], **overrides: Any
+    make_settings: SettingsFactory, app_factory: AppFactory, **overrides: Any
 ) -> FastAPI:
     app: FastAPI = await app_factory(make_settings(enable_metrics=True, **overrides))
     app.include_router(probe)
@@ -62,7 +39,7 @@ async def test_metrics_off_means_no_endpoint(client: httpx.AsyncClient) -> None:
 
 
 async def test_requests_are_labelled_by_route_template_never_raw_path(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await metrics_app(make_settings, app_factory)
     unknown = f"/api/v1/nothing-{uuid.uuid4().hex}"
@@ -90,7 +67,7 @@ async def test_requests_are_labelled_by_route_template_never_raw_path(
 
 
 async def test_auth_failures_counter_has_a_bounded_label_set(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await metrics_app(make_settings, app_factory)
     async with make_client(app) as client:
@@ -124,7 +101,7 @@ def test_bounded_counter_exports_its_values_and_refuses_others_without_a_fallbac
 
 
 async def test_rate_limit_rejections_are_counted(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await metrics_app(
         make_settings, app_factory, enable_rate_limiting=True, rate_limit_anonymous_per_minute=1
@@ -152,7 +129,9 @@ def served_by_worker(multiproc_dir: Path, handler: str) -> dict[str, float]:
         pid = path.stem.removeprefix("counter_")
         served[pid] = sum(
             sample.value
-            for metric in MultiProcessCollector.merge([str(path)], accumulate=True)
+            for metric in MultiProcessCollector.merge(  # type: ignore[no-untyped-call]  # untyped upstream
+                [str(path)], accumulate=True
+            )
             for sample in metric.samples
             if sample.name == "http_requests_total" and sample.labels.get("handler") == handler
         )

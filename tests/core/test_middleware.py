@@ -2,13 +2,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import SettingsFactory, make_client
-
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "strict-origin-when-cross-origin",
-}
+from tests.support.apps import SECURITY_HEADERS, AppFactory, SettingsFactory, make_client
 
 
 async def test_request_id_generated(client: httpx.AsyncClient) -> None:
@@ -38,7 +32,7 @@ async def test_security_headers_on_success_and_error(client: httpx.AsyncClient) 
     assert (await client.get("/api/v1/missing")).headers["cache-control"] == "no-store"
 
 
-async def test_hsts_in_production(make_settings: SettingsFactory, app_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_hsts_in_production(make_settings: SettingsFactory, app_factory: AppFactory) -> None:
     app = await app_factory(make_settings(app_env="production", jwt_secret_key="s" * 40))
     async with make_client(app) as client:
         response = await client.get("/api/v1/missing")

@@ -1,4 +1,3 @@
-from collections.abc import Callable
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -9,6 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.models import Base
+from tests.support.backends import DatabaseFactory
 
 TABLES = {"users", "tasks", "categories", "task_categories", "refresh_tokens", "task_counters"}
 TASK_INDEXES = {
@@ -54,7 +54,7 @@ async def _enum_types(engine: Any) -> set[str]:
         return {row[0] for row in rows}
 
 
-async def test_upgrade_downgrade_upgrade(new_database_url: Callable[[], Any]) -> None:
+async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> None:
     url = await new_database_url()
     settings = Settings(_env_file=None, app_env="test", database_url=url)
     engine = create_async_engine(url)

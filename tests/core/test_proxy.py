@@ -1,7 +1,6 @@
 """The client IP comes from X-Forwarded-For only when the direct peer (127.0.0.1 in these
 tests) is a trusted proxy; it is the rightmost address that is not itself trusted."""
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -9,8 +8,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from redis.asyncio import Redis
 
-from taskapi.core.config import Settings
-from tests.conftest import SettingsFactory, make_client
+from tests.support.apps import AppFactory, SettingsFactory, make_client
 
 probe = APIRouter(prefix="/api/v1/probe-client")
 
@@ -21,7 +19,7 @@ async def client_address(request: Request) -> dict[str, str | None]:
 
 
 async def start(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any], **overrides: Any
+    make_settings: SettingsFactory, app_factory: AppFactory, **overrides: Any
 ) -> FastAPI:
     app: FastAPI = await app_factory(
         make_settings(enable_rate_limiting=True, rate_limit_anonymous_per_minute=2, **overrides)
@@ -52,7 +50,7 @@ async def seen_as(client: httpx.AsyncClient, forwarded_for: str | None) -> str:
 )
 async def test_client_address(
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     trusted: list[str],
     forwarded_for: str | None,
     expected: str,
@@ -63,7 +61,7 @@ async def test_client_address(
 
 
 async def test_forwarded_proto_from_trusted_proxy(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await start(make_settings, app_factory, trusted_proxies=["127.0.0.1"])
     async with make_client(app) as client:
@@ -73,7 +71,7 @@ async def test_forwarded_proto_from_trusted_proxy(
 
 async def test_behind_a_trusted_proxy_each_client_has_its_own_limit(
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     redis_url: str | None,
     redis_prefix: str,
 ) -> None:
@@ -98,7 +96,7 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_limit(
 
 
 async def test_untrusted_peer_cannot_escape_its_limit_by_forging_the_header(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     app = await start(make_settings, app_factory, trusted_proxies=["10.0.0.1"])
     async with make_client(app) as client:

@@ -21,10 +21,9 @@ from taskapi.core.ratelimit import (
     SlidingWindowLimiter,
 )
 from taskapi.core.redis import create_redis
-from tests.conftest import SettingsFactory, make_client, state_of
-from tests.core.conftest import OwnRedis
-from tests.core.test_middleware import SECURITY_HEADERS
-from tests.factories import sign_in
+from tests.support.apps import SECURITY_HEADERS, AppFactory, SettingsFactory, make_client, state_of
+from tests.support.factories import sign_in
+from tests.support.processes import OwnRedis
 
 LIMITED_PATH = "/api/v1/does-not-exist"
 ANONYMOUS_LIMIT = 5
@@ -148,7 +147,7 @@ def limited_settings(make_settings: SettingsFactory) -> Settings:
 
 
 @pytest.fixture
-async def limited_app(app_factory: Callable[[Settings], Any], limited_settings: Settings) -> Any:
+async def limited_app(app_factory: AppFactory, limited_settings: Settings) -> Any:
     return await app_factory(limited_settings)
 
 
@@ -267,7 +266,7 @@ async def test_disabled_rate_limiting_sends_no_headers(client: httpx.AsyncClient
 
 
 async def test_default_limits_21st_anonymous_and_101st_user_request(
-    make_settings: SettingsFactory, app_factory: Callable[[Settings], Any]
+    make_settings: SettingsFactory, app_factory: AppFactory
 ) -> None:
     settings = make_settings(enable_rate_limiting=True)
     assert (settings.rate_limit_anonymous_per_minute, settings.rate_limit_user_per_minute) == (
@@ -286,9 +285,10 @@ async def test_default_limits_21st_anonymous_and_101st_user_request(
     assert user == [404] * 100 + [429]
 
 
+@pytest.mark.needs_services("redis-server", reason="stops and restarts a redis-server of its own")
 async def test_redis_outage_fails_open_with_one_warning_per_outage(
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
     own_redis: OwnRedis,
 ) -> None:
     settings = make_settings(

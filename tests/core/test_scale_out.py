@@ -8,7 +8,7 @@ SQLite pass skips it; the PostgreSQL + Redis pass runs it.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +19,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import POSTGRES_URL, REDIS_URL
-from tests.core.conftest import ServeFactory, Server
+from tests.support.backends import DatabaseFactory
+from tests.support.processes import ServeFactory, Server
 
-pytestmark = pytest.mark.skipif(
-    POSTGRES_URL is None or REDIS_URL is None,
-    reason="needs TEST_DATABASE_URL and TEST_REDIS_URL: instances share state through "
-    "PostgreSQL and Redis",
+pytestmark = pytest.mark.needs_services(
+    "postgresql", "redis", reason="instances share state through PostgreSQL and Redis"
 )
 
 API = "/api/v1"
@@ -48,7 +46,7 @@ async def shared_prefix(redis_url: str) -> AsyncIterator[str]:
 
 async def test_anonymous_limit_is_shared_by_two_processes(
     serve: ServeFactory,
-    new_database_url: Callable[[], Any],
+    new_database_url: DatabaseFactory,
     redis_url: str,
     shared_prefix: str,
 ) -> None:
@@ -120,7 +118,7 @@ class Pair:
 @pytest.fixture
 async def pair(
     serve: ServeFactory,
-    new_database_url: Callable[[], Any],
+    new_database_url: DatabaseFactory,
     redis_url: str,
     shared_prefix: str,
 ) -> AsyncIterator[Pair]:

@@ -2,24 +2,27 @@
 answer 503 problem+json that reveals nothing of the database, and once it is back the same
 app (no restart) serves again with every row written before the outage.
 
-Runs on both passes: the cluster is the test's own (see conftest.py)."""
+Runs on both passes: the cluster is the test's own (`own_postgres`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from taskapi.core import migrations
-from taskapi.core.config import Settings
 from taskapi.tasks.models import Task
-from tests.conftest import SettingsFactory, make_client, state_of
-from tests.factories import DEFAULT_PASSWORD, sign_in
-from tests.faults.conftest import OwnPostgres
+from tests.support.apps import AppFactory, SettingsFactory, make_client, state_of
+from tests.support.factories import DEFAULT_PASSWORD, sign_in
+from tests.support.processes import OwnPostgres
+
+pytestmark = pytest.mark.needs_services(
+    "initdb", "pg_ctl", reason="stops and restarts a PostgreSQL cluster of its own"
+)
 
 API = "/api/v1"
 # Words that would tell a client about the database behind the API.
@@ -42,7 +45,7 @@ def assert_unavailable_without_internals(response: httpx.Response, cluster: OwnP
 async def test_database_outage_answers_503_and_the_app_recovers_without_restart(
     own_postgres: OwnPostgres,
     make_settings: SettingsFactory,
-    app_factory: Callable[[Settings], Any],
+    app_factory: AppFactory,
 ) -> None:
     settings = make_settings(database_url=await own_postgres.create_database())
     await migrations.upgrade_async(settings)

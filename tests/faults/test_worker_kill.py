@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.core.conftest import ServeFactory, Server
-from tests.factories import DEFAULT_PASSWORD
-from tests.faults.conftest import OwnPostgres
+from tests.support.factories import DEFAULT_PASSWORD
+from tests.support.processes import OwnPostgres, ServeFactory, Server
+
+pytestmark = pytest.mark.needs_services(
+    "initdb", "pg_ctl", reason="serves from a PostgreSQL cluster of its own"
+)
 
 CLIENTS = 6
 WAIT_SECONDS = 60.0

@@ -15,12 +15,11 @@ from sqlalchemy import func, select
 from taskapi.auth.models import RefreshToken, User
 from taskapi.categories.models import Category
 from taskapi.tasks.models import Task
-from tests.conftest import POSTGRES_URL
-from tests.factories import DEFAULT_PASSWORD
-from tests.races.conftest import RaceServer
+from tests.support.factories import DEFAULT_PASSWORD
+from tests.support.races import RaceServer
 
-pytestmark = pytest.mark.skipif(
-    POSTGRES_URL is None,
+pytestmark = pytest.mark.needs_services(
+    "postgresql",
     reason="races need PostgreSQL's row locks and several workers; the PostgreSQL pass runs them",
 )
 

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
 from taskapi.tasks.models import Task, TaskCounter
-from tests.factories import SignedIn
-from tests.tasks.conftest import TASKS, AddTask
+from tests.support.factories import SignedIn
+from tests.support.tasks import TASKS, AddTask
 
 
 async def counted(session: AsyncSession, user: User) -> tuple[int | None, int]:

@@ -8,9 +8,9 @@ import pytest
 
 from taskapi.core.pagination import encode_cursor
 from taskapi.tasks.models import TaskPriority, TaskStatus
-from tests.factories import SignedIn
-from tests.problems import assert_problem
-from tests.tasks.conftest import (
+from tests.support.factories import SignedIn
+from tests.support.problems import assert_problem
+from tests.support.tasks import (
     TASKS,
     AddTask,
 )

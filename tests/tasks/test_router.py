@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.config import Settings
 from taskapi.tasks.models import Task, TaskPriority, TaskStatus
-from tests.conftest import state_of
-from tests.factories import SignedIn, sign_in
-from tests.problems import assert_problem, field_errors
-from tests.tasks.conftest import (
+from tests.support.apps import state_of
+from tests.support.factories import SignedIn, sign_in
+from tests.support.problems import assert_problem, field_errors
+from tests.support.tasks import (
     TASKS,
     AddTask,
     add_category,

@@ -15,8 +15,8 @@ from taskapi.tasks import service
 from taskapi.tasks.models import TaskPriority, TaskStatus
 from taskapi.tasks.schemas import TaskCreate, TaskListQuery, TaskUpdate
 from taskapi.tasks.service import TaskNotFound, VersionConflict
-from tests.factories import SignedIn
-from tests.tasks.conftest import AddTask, add_category, in_days, link, stored
+from tests.support.factories import SignedIn
+from tests.support.tasks import AddTask, add_category, in_days, link, stored
 
 
 async def test_create_task_stores_a_pending_task_at_version_1(

@@ -1,3 +1,5 @@
+"""Category helpers: API shortcuts and fresh reads of what the database stored."""
+
 from __future__ import annotations
 
 import uuid
@@ -9,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.categories.models import Category
 from taskapi.tasks.models import Task, task_categories
-from tests.factories import SignedIn
+from tests.support.factories import SignedIn
 
 CATEGORIES = "/api/v1/categories"
 

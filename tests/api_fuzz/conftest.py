@@ -1,3 +1,0 @@
-from tests.core.conftest import serve
-
-__all__ = ["serve"]
