@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +333,7 @@ def run_wrk(
     return result
 
 
-def _argon2_worker(seconds: float, queue: Any) -> None:
+def _argon2_worker(seconds: float, queue: Queue[int]) -> None:
     hasher = argon2id()
     password_hash = hasher.hash(PASSWORD)
     count = 0
@@ -345,7 +346,7 @@ def _argon2_worker(seconds: float, queue: Any) -> None:
 
 def raw_argon2_rate(seconds: float) -> float:
     """Verifications per second with every core busy: the ceiling for logins."""
-    queue: Any = multiprocessing.Queue()
+    queue: Queue[int] = multiprocessing.Queue()
     processes = [
         multiprocessing.Process(target=_argon2_worker, args=(seconds, queue))
         for _ in range(os.cpu_count() or 1)
@@ -478,7 +479,7 @@ def run_all(
     needs_tokens = any(mode != "live" for _, mode, _ in scenarios)
     for server in (app, floor) if needs_tokens else ():
         big_token = login(server.url, seeded.big_user["email"])
-        data = {
+        data: dict[str, Any] = {
             "password": PASSWORD,
             "threads": [
                 {

@@ -6,6 +6,7 @@ The verification token is read from the console email backend's log, as a develo
 from __future__ import annotations
 
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,9 +23,10 @@ EMAIL = "grace.hopper@example.com"
 PASSWORD = "C0bol!Compiler"
 
 
-def _verification_token(logs: list[dict[str, Any]]) -> str:
+def _verification_token(logs: list[MutableMapping[str, Any]]) -> str:
     [email] = [entry for entry in logs if entry["event"] == "email" and entry["to"] == EMAIL]
-    link = urlsplit(email["link"])
+    href: str = email["link"]
+    link = urlsplit(href)
     assert (link.scheme, link.netloc, link.path) == ("http", "frontend.test", "/verify-email")
     [token] = parse_qs(link.query)["token"]
     return token

@@ -3,9 +3,11 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import QueuePool
 
 from taskapi.core.config import Settings, describe_settings_error
 from taskapi.core.db import create_engine
@@ -14,7 +16,7 @@ from taskapi.core.security import PasswordHasher
 SECRET = "x" * 32
 
 
-def settings_error_lines(**values: object) -> list[str]:
+def settings_error_lines(**values: Any) -> list[str]:
     with pytest.raises(ValidationError) as caught:
         Settings(_env_file=None, **values)
     return describe_settings_error(caught.value)
@@ -77,6 +79,7 @@ async def test_pool_sizes_come_from_the_settings() -> None:
     engine = create_engine(settings)  # connects only when used
     hasher = PasswordHasher(max_workers=settings.password_hash_threads)
     try:
+        assert isinstance(engine.pool, QueuePool)
         assert engine.pool.size() == 3
         assert engine.pool._max_overflow == 4
         assert hasher._executor._max_workers == 2

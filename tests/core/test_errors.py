@@ -43,7 +43,7 @@ async def probe_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def test_validation_error_is_400_with_field_errors(probe_client: httpx.AsyncClient) -> None:
     response = await probe_client.post("/api/v1/probe", json={"name": "ab", "count": "many"})
     body = assert_problem(response, 400, "validation_error")
-    fields = {error["field"] for error in body["errors"]}  # type: ignore[attr-defined]
+    fields = {error["field"] for error in body["errors"]}
     assert fields == {"name", "count"}
 
 

@@ -3,7 +3,8 @@ and an in-process HTTP client that hands that state to every request."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 import httpx
@@ -30,9 +31,11 @@ SECURITY_HEADERS = {
 _LIFESPAN_STATES: WeakKeyDictionary[FastAPI, AppState] = WeakKeyDictionary()
 
 
-def keep_state(app: FastAPI, state: AppState) -> None:
-    """Remembers what a started app's lifespan yielded (app_factory calls this)."""
-    _LIFESPAN_STATES[app] = state
+def keep_state(app: FastAPI, state: Mapping[str, Any] | None) -> None:
+    """Remembers what a started app's lifespan yielded (app_factory calls this): the
+    AppState of taskapi.app.open_resources, which Starlette types as a plain mapping."""
+    assert isinstance(state, dict), state
+    _LIFESPAN_STATES[app] = cast("AppState", state)
 
 
 def state_of(app: FastAPI) -> AppState:

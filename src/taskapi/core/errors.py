@@ -338,7 +338,7 @@ def _document_answers_from_below_the_routes(schema: dict[str, Any]) -> None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.openapi = _openapi_with_problem_schema(app)  # type: ignore[method-assign]
+    app.openapi = _openapi_with_problem_schema(app)  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
