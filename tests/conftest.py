@@ -38,7 +38,7 @@ from tests.support.backends import (
 )
 from tests.support.factories import SignedIn, sign_in
 
-pytest_plugins = ["tests.support.processes"]
+pytest_plugins = ["pytester", "tests.support.processes"]
 
 
 def pytest_report_header() -> list[str]:
