@@ -46,8 +46,14 @@ async def test_short_soak_passes(repo_root: Path) -> None:
     report = run.stdout + run.stderr
     assert run.returncode == 0, report
     assert "soak: passed" in report
-    requests = re.search(r"requests\s+(\d+)", report)
-    assert requests is not None
-    assert int(requests.group(1)) > 500, report
+    # Proof that the soak exercised reads, creates and deletes, not a throughput floor:
+    # how many requests 10 s hold depends on the machine's load (bench/ measures speed).
+    statuses = re.search(r"statuses\s+(.+)\n", report)
+    assert statuses is not None, report
+    counts = dict(item.split(": ") for item in statuses.group(1).split(", "))
+    assert {"200", "201", "204"} <= counts.keys(), report
+    kept = re.search(r"writes read\s+(\d+) tasks kept", report)
+    assert kept is not None, report
+    assert int(kept.group(1)) > 0, report
     assert re.search(r"5xx\s+0\n", report), report
     assert re.search(r"lost 0\n", report), report
