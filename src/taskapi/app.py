@@ -30,6 +30,7 @@ from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
 from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
+from taskapi.core.openapi import install_openapi
 from taskapi.core.ratelimit import RateLimitMiddleware, RateLimitState, create_rate_limiter
 from taskapi.core.redis import RedisState, create_redis
 from taskapi.core.security import PasswordHasher
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Liveness and readiness"},
         ],
     )
+    install_openapi(app)
     install_error_handlers(app)
     install_database_error_handlers(app)
     app.include_router(health.router)

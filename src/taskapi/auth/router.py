@@ -25,7 +25,7 @@ from taskapi.auth.schemas import (
 )
 from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
-from taskapi.core.errors import problem_responses
+from taskapi.core.openapi import problem_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

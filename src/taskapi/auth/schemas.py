@@ -13,11 +13,10 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
-    field_validator,
 )
 from pydantic.config import JsonDict
 
-from taskapi.core.schemas import document_not_nullable
+from taskapi.core.schemas import Omittable
 from taskapi.core.text import NoNul
 
 PASSWORD_MIN_LENGTH = 8
@@ -171,14 +170,7 @@ class UserUpdate(BaseModel):
 
     model_config = _example({"full_name": "Augusta Ada King"})
 
-    full_name: FullName | None = Field(None, json_schema_extra=document_not_nullable)
-
-    @field_validator("full_name", mode="before")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("full_name cannot be null")
-        return value
+    full_name: Omittable[FullName] = None
 
 
 class Accepted(BaseModel):

@@ -14,7 +14,7 @@ from taskapi.auth.dependencies import (
 from taskapi.auth.models import User
 from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
 from taskapi.core.db import SessionDep
-from taskapi.core.errors import problem_responses
+from taskapi.core.openapi import problem_responses
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -11,7 +11,8 @@ from taskapi.categories import service
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryList, CategoryRead, CategoryUpdate
 from taskapi.core.db import SessionDep
-from taskapi.core.errors import problem_responses
+from taskapi.core.headers import set_location
+from taskapi.core.openapi import problem_responses
 
 router = APIRouter(prefix="/categories", tags=["categories"])
 
@@ -33,9 +34,7 @@ async def create_category(
     user: ActiveUser,
 ) -> Category:
     category = await service.create_category(session=session, user=user, data=body)
-    response.headers["Location"] = request.app.url_path_for(
-        "get_category", category_id=str(category.id)
-    )
+    set_location(response, request, "get_category", category_id=str(category.id))
     return category
 
 

@@ -9,12 +9,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetPydanticSchema,
     StringConstraints,
-    field_validator,
 )
 
 from taskapi.categories.models import DEFAULT_COLOR
+from taskapi.core.schemas import Omittable
 from taskapi.core.text import NoNul
 
 CategoryName = Annotated[
@@ -29,12 +28,6 @@ HexColor = Annotated[
     AfterValidator(str.upper),
     Field(description="`#RRGGBB`; stored in upper case."),
 ]
-
-
-def _validated_as(annotation: object) -> GetPydanticSchema:
-    """Validate an optional field as `annotation` alone: `null` is then a plain field error,
-    not one error per member of `X | None` with the member's name in the location."""
-    return GetPydanticSchema(lambda _source, handler: handler(annotation))
 
 
 class CategoryCreate(BaseModel):
@@ -53,15 +46,8 @@ class CategoryUpdate(BaseModel):
         json_schema_extra={"example": {"name": "Office", "color": "#22C55E"}},
     )
 
-    name: Annotated[str | None, _validated_as(CategoryName)] = None
-    color: Annotated[str | None, _validated_as(HexColor)] = None
-
-    @field_validator("name", "color", mode="before")
-    @classmethod
-    def _reject_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may not be null; leave the field out to keep it")
-        return value
+    name: Omittable[CategoryName] = None
+    color: Omittable[HexColor] = None
 
 
 class CategoryRead(BaseModel):

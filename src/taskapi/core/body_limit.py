@@ -12,11 +12,10 @@ the limit raises a 413 HTTPException, which FastAPI lets through from its body r
 
 from __future__ import annotations
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskapi.core.errors import PROBLEM_JSON, problem_body, request_id_in
+from taskapi.core.errors import request_id_in, send_problem
 
 MAX_BODY_BYTES = 1024 * 1024
 _DETAIL = f"The request body is larger than {MAX_BODY_BYTES} bytes."
@@ -34,7 +33,14 @@ class BodyLimitMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _send_payload_too_large(scope, send)
+            await send_problem(
+                send,
+                status=413,
+                code="payload_too_large",
+                detail=_DETAIL,
+                request_id=request_id_in(scope),
+                headers=[(b"connection", b"close")],
+            )
             return
 
         received = 0
@@ -59,26 +65,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _send_payload_too_large(scope: Scope, send: Send) -> None:
-    body = orjson.dumps(
-        problem_body(
-            status=413,
-            code="payload_too_large",
-            detail=_DETAIL,
-            request_id=request_id_in(scope),
-        )
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -1,24 +1,24 @@
 """Domain errors and their RFC 9457 problem+json rendering.
 
 Services raise these; one handler turns each into a response, so no layer below the
-router ever builds an HTTP answer itself.
+router ever builds an HTTP answer itself. Middleware, which answers before any handler,
+sends the same body with `send_problem`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -120,43 +120,6 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each error status it can answer, as problem+json."""
-    return {
-        status: {
-            "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for status in statuses
-    }
-
-
-def _openapi_with_problem_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """Routes refer to `Problem` by $ref; put its schema into the document's components."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-                tags=app.openapi_tags,
-            )
-            definitions = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(definitions.pop("$defs", {}))
-            components["Problem"] = definitions
-            _document_validation_as_400(schema)
-            _document_answers_from_below_the_routes(schema)
-            components.pop("HTTPValidationError", None)
-            components.pop("ValidationError", None)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi
-
-
 def problem_response(
     request: Request | None,
     *,
@@ -198,6 +161,33 @@ def problem_body(
         "request_id": request_id,
         **(extra or {}),
     }
+
+
+async def send_problem(
+    send: Send,
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    request_id: str | None,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer with a problem from raw ASGI code (middleware), where there is no Response."""
+    body = orjson.dumps(
+        problem_body(status=status, code=code, detail=detail, request_id=request_id)
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def request_id_of(request: Request | None) -> str | None:
@@ -301,44 +291,7 @@ def _allowed_methods(request: Request) -> str:
     )
 
 
-def _document_validation_as_400(schema: dict[str, Any]) -> None:
-    """FastAPI documents its own 422; this API answers validation errors with a 400 problem."""
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
-            responses = operation.get("responses", {})
-            if responses.pop("422", None) is not None:
-                responses.setdefault("400", problem_responses(400)[400])
-
-
-_RATE_LIMIT_HEADERS: dict[str, Any] = {
-    "Retry-After": {"description": "Seconds until a request fits.", "schema": {"type": "string"}},
-    "RateLimit-Limit": {"schema": {"type": "string"}},
-    "RateLimit-Remaining": {"schema": {"type": "string"}},
-    "RateLimit-Reset": {"schema": {"type": "string"}},
-}
-
-
-def _document_answers_from_below_the_routes(schema: dict[str, Any]) -> None:
-    """Answers no route handler writes, so no route's `responses=` lists them:
-
-    - 429: the rate limiter refuses before routing, on every API path;
-    - 413: the body limit refuses before parsing, on every operation that takes a body;
-    - 503: the database cannot be reached (core/db.py); every API operation uses it.
-    """
-    for path, path_item in schema.get("paths", {}).items():
-        if not path.startswith("/api/"):
-            continue
-        for operation in path_item.values():
-            responses = operation.setdefault("responses", {})
-            statuses = [429, 503] + ([413] if "requestBody" in operation else [])
-            for status, response in problem_responses(*statuses).items():
-                responses.setdefault(str(status), response)
-            responses["429"].setdefault("headers", _RATE_LIMIT_HEADERS)
-            responses["503"].setdefault("headers", {"Retry-After": {"schema": {"type": "string"}}})
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    app.openapi = _openapi_with_problem_schema(app)  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)

@@ -11,11 +11,10 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskapi.core.errors import PROBLEM_JSON, problem_body
+from taskapi.core.errors import send_problem
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _API_PATH_PREFIXES = ("/api/", "/health")
@@ -81,25 +80,13 @@ class RequestContextMiddleware:
             log.exception("unhandled_error", method=scope["method"], path=path)
             if response_started:
                 raise
-            body = orjson.dumps(
-                problem_body(
-                    status=500,
-                    code="internal_error",
-                    detail="An unexpected error occurred.",
-                    request_id=request_id,
-                )
+            await send_problem(
+                send_with_headers,
+                status=500,
+                code="internal_error",
+                detail="An unexpected error occurred.",
+                request_id=request_id,
             )
-            await send_with_headers(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", PROBLEM_JSON.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send_with_headers({"type": "http.response.body", "body": body})
         finally:
             finished = state.get(RESPONSE_SENT_AT) or time.perf_counter()
             log.info(

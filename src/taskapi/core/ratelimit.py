@@ -26,12 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
-import orjson
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.config import Settings
-from taskapi.core.errors import PROBLEM_JSON, problem_body, request_id_in
+from taskapi.core.errors import request_id_in, send_problem
 from taskapi.core.metrics import METRICS_PATH, BoundedCounter
 from taskapi.core.redis import REDIS_FAILURES, RedisOutage
 from taskapi.core.security import InvalidToken, decode_access_token
@@ -258,24 +257,11 @@ async def _send_too_many_requests(
     scope: Scope, send: Send, decision: Decision, headers: list[tuple[bytes, bytes]]
 ) -> None:
     retry_after = max(1, math.ceil(decision.reset_seconds))
-    body = orjson.dumps(
-        problem_body(
-            status=429,
-            code="rate_limited",
-            detail=f"Too many requests; retry in {retry_after} s.",
-            request_id=request_id_in(scope),
-        )
+    await send_problem(
+        send,
+        status=429,
+        code="rate_limited",
+        detail=f"Too many requests; retry in {retry_after} s.",
+        request_id=request_id_in(scope),
+        headers=[(b"retry-after", str(retry_after).encode()), *headers],
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

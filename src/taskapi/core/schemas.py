@@ -1,14 +1,37 @@
-"""Helpers for how request bodies are documented in the OpenAPI document."""
+"""What request bodies share: the one rule for PATCH fields that may be left out but not
+sent as null."""
 
 from __future__ import annotations
 
+from typing import Annotated, TypeVar
+
+from pydantic import BeforeValidator, Field
 from pydantic.config import JsonDict
 
+T = TypeVar("T")
 
-def document_not_nullable(schema: JsonDict) -> None:
-    """`json_schema_extra` for a field that may be absent but not null: Python needs
-    `X | None = None` to tell "absent" apart, the document must not offer `null`."""
+NOT_NULL_MESSAGE = "May be left out but not null"
+
+
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError(NOT_NULL_MESSAGE)
+    return value
+
+
+def _document_not_nullable(schema: JsonDict) -> None:
+    """The document shows the field as `T` alone: no `null` branch, no default."""
     branches = schema.pop("anyOf", [])
     if isinstance(branches, list):
         schema.update(next(b for b in branches if isinstance(b, dict) and b.get("type") != "null"))
     schema.pop("default", None)
+
+
+Omittable = Annotated[
+    T | None,
+    BeforeValidator(_refuse_null),
+    Field(json_schema_extra=_document_not_nullable),
+]
+"""A PATCH field that may be left out (it stays as it is) but not sent as null:
+`name: Omittable[Name] = None`. Python needs the None default to tell "absent" apart
+(`model_dump(exclude_unset=True)`); the client is never offered `null`."""

@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 
 from taskapi.auth.dependencies import ActiveUser
 from taskapi.core.db import SessionDep
-from taskapi.core.errors import problem_responses
+from taskapi.core.headers import set_etag, set_location
+from taskapi.core.openapi import problem_responses
 from taskapi.core.pagination import Page, PageParams
 from taskapi.tasks import service
 from taskapi.tasks.models import Task
@@ -68,10 +69,6 @@ async def _if_match_version(
 IfMatchVersion = Annotated[int | None, Depends(_if_match_version)]
 
 
-def _set_etag(response: Response, task: Task) -> None:
-    response.headers["ETag"] = f'"{task.version}"'
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -87,8 +84,8 @@ async def create_task(
     body: TaskCreate, session: SessionDep, user: ActiveUser, request: Request, response: Response
 ) -> Task:
     task = await service.create_task(session=session, user=user, data=body)
-    _set_etag(response, task)
-    response.headers["Location"] = str(request.url_for("get_task", task_id=task.id))
+    set_etag(response, task.version)
+    set_location(response, request, "get_task", task_id=str(task.id))
     return task
 
 
@@ -121,7 +118,7 @@ async def get_task(
     task_id: uuid.UUID, session: SessionDep, user: ActiveUser, response: Response
 ) -> Task:
     task = await service.get_task(session=session, user=user, task_id=task_id)
-    _set_etag(response, task)
+    set_etag(response, task.version)
     return task
 
 
@@ -150,7 +147,7 @@ async def update_task(
     task = await service.update_task(
         session=session, user=user, task_id=task_id, changes=body, if_match=if_match
     )
-    _set_etag(response, task)
+    set_etag(response, task.version)
     return task
 
 
@@ -187,7 +184,7 @@ async def assign_category(
     task = await service.assign_category(
         session=session, user=user, task_id=task_id, category_id=category_id
     )
-    _set_etag(response, task)
+    set_etag(response, task.version)
     return task
 
 

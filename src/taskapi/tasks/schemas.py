@@ -25,8 +25,9 @@ from pydantic import (
 )
 
 from taskapi.categories.schemas import CategoryRead
+from taskapi.core.models import as_utc
 from taskapi.core.pagination import PageRead, SortOrder
-from taskapi.core.schemas import document_not_nullable
+from taskapi.core.schemas import Omittable
 from taskapi.core.text import NoNul
 from taskapi.tasks.models import TaskPriority, TaskStatus
 
@@ -51,10 +52,6 @@ def _iso_date_time(value: object) -> object:
     if isinstance(value, str) and _ISO_DATE_TIME.match(value):
         return value
     raise ValueError("Must be a date-time such as 2030-12-01T17:00:00Z")
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _not_in_past(value: datetime) -> datetime:
@@ -129,26 +126,15 @@ class TaskUpdate(BaseModel):
         json_schema_extra={"example": {"status": "in_progress", "due_date": None, "version": 1}}
     )
 
-    title: Title | None = Field(
-        None,
-        description="3-200 characters after trimming.",
-        json_schema_extra=document_not_nullable,
-    )
+    title: Omittable[Title] = Field(None, description="3-200 characters after trimming.")
     description: Description | None = Field(None, description="`null` clears it.")
-    status: TaskStatus | None = Field(None, json_schema_extra=document_not_nullable)
-    priority: TaskPriority | None = Field(None, json_schema_extra=document_not_nullable)
+    status: Omittable[TaskStatus] = None
+    priority: Omittable[TaskPriority] = None
     due_date: DueDate | None = Field(None, description="Not in the past; `null` clears it.")
     version: Version | None = Field(
         None,
         description="The version you last read. If `If-Match` is sent too, the two must agree.",
     )
-
-    @field_validator("title", "status", "priority")
-    @classmethod
-    def _absent_but_not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("May be left out but not null")
-        return value
 
 
 class TaskRead(BaseModel):

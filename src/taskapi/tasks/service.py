@@ -39,7 +39,7 @@ from taskapi.categories import service as categories_service
 from taskapi.categories.models import Category
 from taskapi.categories.service import CategoryNotFound
 from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired
-from taskapi.core.models import utcnow
+from taskapi.core.models import as_utc, utcnow
 from taskapi.core.pagination import (
     InvalidCursor,
     Page,
@@ -54,7 +54,6 @@ from taskapi.tasks.schemas import (
     TaskListQuery,
     TaskSortField,
     TaskUpdate,
-    as_utc,
 )
 
 LIKE_ESCAPE = "\\"
