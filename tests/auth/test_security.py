@@ -105,14 +105,14 @@ async def test_verify_dummy_spends_a_verification_against_the_same_parameters(
 
 def test_access_token_round_trip() -> None:
     settings = _settings()
-    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+    user_id, family_id = uuid.uuid4(), uuid.uuid4()
     before = time.time()
     token = create_access_token(
-        settings=settings, user_id=user_id, email="ada@example.com", session_id=session_id
+        settings=settings, user_id=user_id, email="ada@example.com", family_id=family_id
     )
     claims = decode_access_token(settings=settings, token=token)
     assert claims.user_id == user_id
-    assert claims.session_id == session_id
+    assert claims.family_id == family_id
     assert claims.email == "ada@example.com"
     assert before - 0.001 <= claims.issued_at
     assert len(claims.token_id) == 32
@@ -126,11 +126,9 @@ def test_access_token_round_trip() -> None:
 
 def test_each_token_has_its_own_id() -> None:
     settings = _settings()
-    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+    user_id, family_id = uuid.uuid4(), uuid.uuid4()
     tokens = {
-        create_access_token(
-            settings=settings, user_id=user_id, email="a@b.co", session_id=session_id
-        )
+        create_access_token(settings=settings, user_id=user_id, email="a@b.co", family_id=family_id)
         for _ in range(3)
     }
     ids = {decode_access_token(settings=settings, token=t).token_id for t in tokens}

@@ -130,7 +130,7 @@ async def test_change_password_checks_the_stored_hash(
     )
     await other_session.commit()
     user_id = stale.id
-    session_id = uuid.uuid4()  # any family: this user has no refresh tokens
+    family_id = uuid.uuid4()  # any family: this user has no refresh tokens
 
     with pytest.raises(service.IncorrectPassword):
         await service.change_password(
@@ -138,7 +138,7 @@ async def test_change_password_checks_the_stored_hash(
             cache=cache,
             hasher=hasher,
             user_id=user_id,
-            session_id=session_id,
+            family_id=family_id,
             current_password=DEFAULT_PASSWORD,
             new_password=OTHER_PASSWORD,
         )
@@ -148,7 +148,7 @@ async def test_change_password_checks_the_stored_hash(
         cache=cache,
         hasher=hasher,
         user_id=user_id,
-        session_id=session_id,
+        family_id=family_id,
         current_password=CHANGED_ELSEWHERE,
         new_password=OTHER_PASSWORD,
     )

@@ -432,7 +432,7 @@ async def test_password_change_service_invalidates_after_its_commit(
             cache=state_of(app)["user_cache"],
             hasher=hasher,
             user_id=ada.user.id,
-            session_id=ada.user.id,
+            family_id=ada.user.id,
             current_password=DEFAULT_PASSWORD,
             new_password=OTHER_PASSWORD,
         )

@@ -50,14 +50,14 @@ async def create_user(
 
 
 def bearer_headers(
-    settings: Settings, user: User, *, session_id: uuid.UUID | None = None
+    settings: Settings, user: User, *, family_id: uuid.UUID | None = None
 ) -> dict[str, str]:
-    """An access token as a login would issue; `session_id` names its refresh-token family."""
+    """An access token as a login would issue; `family_id` names its refresh-token family."""
     token = create_access_token(
         settings=settings,
         user_id=user.id,
         email=user.email,
-        session_id=session_id or uuid.uuid4(),
+        family_id=family_id or uuid.uuid4(),
     )
     return {"Authorization": f"Bearer {token}"}
 

@@ -78,7 +78,7 @@ async def register(
     settings: SettingsDep,
     hasher: PasswordHasherDep,
     outbox: OutboxDep,
-) -> service.SessionTokens:
+) -> service.LoginTokens:
     return await service.register(
         session=session,
         settings=settings,
@@ -136,7 +136,7 @@ async def login(
     cache: UserCacheDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
-) -> service.SessionTokens:
+) -> service.LoginTokens:
     return await service.login(
         session=session,
         cache=cache,
@@ -157,7 +157,7 @@ async def login(
 )
 async def refresh(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
-) -> service.SessionTokens:
+) -> service.LoginTokens:
     return await service.refresh(
         session=session, settings=settings, refresh_token=body.refresh_token
     )

@@ -1,13 +1,14 @@
-"""Account rules: registration, verification, sign-in with lockout, sessions and passwords,
-and the authentication of every request.
+"""Account rules: registration, verification, sign-in with lockout, token families and
+passwords, and the authentication of every request.
 
 Every change to a user row is made here, on a row this module loads or updates through the
 request's session itself (never on the CurrentUser object, which the user cache hands out
 detached), and each one tells the cache to forget the user once the change is committed:
 invalidating a cached user has exactly one home.
 
-A session is a refresh-token family: one per login or registration, carried by every access
-token as its `sid` claim, rotated on each refresh.
+Every login (or registration) starts a refresh-token family, what users call a session: its
+id travels in every access token as the `sid` claim, and each refresh rotates the token
+within it. In code it is always a family, never a session: that word is the database's.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class IncorrectPassword(BadRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class SessionTokens:
+class LoginTokens:
+    """What a login, a registration or a refresh answers: a new access token and the next
+    refresh token of the family."""
+
     access_token: str
     refresh_token: str
     expires_in: int
@@ -131,7 +135,7 @@ async def register(
     email: str,
     password: str,
     full_name: str,
-) -> SessionTokens:
+) -> LoginTokens:
     password_hash = await hasher.hash(password)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise EmailTaken("An account with this email already exists.")
@@ -150,7 +154,7 @@ async def register(
     except IntegrityError as error:
         # A concurrent registration of the same email committed between our check and insert.
         raise EmailTaken("An account with this email already exists.") from error
-    tokens = await _start_session(session=session, settings=settings, user=user)
+    tokens = await _start_family(session=session, settings=settings, user=user)
     outbox.send(verification_email(settings=settings, to=email, full_name=full_name, token=token))
     return tokens
 
@@ -203,7 +207,7 @@ async def login(
     hasher: PasswordHasher,
     email: str,
     password: str,
-) -> SessionTokens:
+) -> LoginTokens:
     """Check the password with nothing locked (argon2 takes tens of milliseconds, and on
     SQLite a lock would stop every writer), then decide on the locked row: the lockout
     counts, and a success, are atomic with respect to concurrent sign-ins."""
@@ -217,7 +221,7 @@ async def login(
     if not await hasher.verify(password, user.password_hash):
         await _count_failed_login(session=session, cache=cache, user_id=user.id)
     await _admit(session=session, cache=cache, user_id=user.id, checked_hash=user.password_hash)
-    return await _start_session(session=session, settings=settings, user=user)
+    return await _start_family(session=session, settings=settings, user=user)
 
 
 async def _admit(
@@ -284,9 +288,7 @@ async def _clear_failed_logins(
     cache.invalidate_after_commit(session, user_id)
 
 
-async def refresh(
-    *, session: AsyncSession, settings: Settings, refresh_token: str
-) -> SessionTokens:
+async def refresh(*, session: AsyncSession, settings: Settings, refresh_token: str) -> LoginTokens:
     """Rotate: the presented token dies in the same statement that proves it was alive, so
     of two concurrent refreshes with one token exactly one wins."""
     now = utcnow()
@@ -325,7 +327,7 @@ async def _revoke_family_if_reused(
     *, session: AsyncSession, token_hash: str, now: datetime
 ) -> bool:
     """A rotated token presented again means it leaked (or a client raced itself): end the
-    whole session, the live successor included (RFC 9700 §4.14.2)."""
+    whole family, the live successor included (RFC 9700 §4.14.2)."""
     known = (
         await session.execute(
             select(RefreshToken.user_id, RefreshToken.family_id).where(
@@ -346,7 +348,7 @@ async def _revoke_family_if_reused(
 
 
 async def logout(*, session: AsyncSession, user_id: uuid.UUID, refresh_token: str) -> None:
-    """End the session the refresh token belongs to, if it is the caller's; silent otherwise."""
+    """End the family the refresh token belongs to, if it is the caller's; silent otherwise."""
     family = (
         select(RefreshToken.family_id)
         .where(
@@ -401,7 +403,7 @@ async def reset_password(
     token: str,
     new_password: str,
 ) -> None:
-    """Set the password, end every session and lift a lockout: whoever holds the link owns
+    """Set the password, end every family and lift a lockout: whoever holds the link owns
     the mailbox, and whoever held the old password must be out."""
     token_hash = hash_token(token)
     user_id = await session.scalar(
@@ -457,11 +459,11 @@ async def change_password(
     cache: UserCache,
     hasher: PasswordHasher,
     user_id: uuid.UUID,
-    session_id: uuid.UUID,
+    family_id: uuid.UUID,
     current_password: str,
     new_password: str,
 ) -> None:
-    """Every other session ends; the caller's refresh token stays valid, while its access
+    """Every other family ends; the caller's refresh token stays valid, while its access
     token (issued before the change) must be refreshed like all others.
 
     Both argon2 steps run with nothing locked; the change is conditional on the password
@@ -487,19 +489,19 @@ async def change_password(
         update(RefreshToken)
         .where(
             RefreshToken.user_id == user_id,
-            RefreshToken.family_id != session_id,
+            RefreshToken.family_id != family_id,
             RefreshToken.revoked_at.is_(None),
         )
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
     # A refresh token created before tokens_valid_after is refused; re-date the caller's
-    # live one so its session alone outlives the change.
+    # live one so its family alone outlives the change.
     await session.execute(
         update(RefreshToken)
         .where(
             RefreshToken.user_id == user_id,
-            RefreshToken.family_id == session_id,
+            RefreshToken.family_id == family_id,
             RefreshToken.revoked_at.is_(None),
         )
         .values(created_at=now)
@@ -553,13 +555,13 @@ async def _revoke_refresh_tokens(
     )
 
 
-async def _start_session(*, session: AsyncSession, settings: Settings, user: User) -> SessionTokens:
+async def _start_family(*, session: AsyncSession, settings: Settings, user: User) -> LoginTokens:
     return await _issue_tokens(session=session, settings=settings, user=user, family_id=new_id())
 
 
 async def _issue_tokens(
     *, session: AsyncSession, settings: Settings, user: User, family_id: uuid.UUID
-) -> SessionTokens:
+) -> LoginTokens:
     refresh_token = new_opaque_token()
     now = utcnow()
     session.add(
@@ -573,9 +575,9 @@ async def _issue_tokens(
     )
     await session.flush()
     access_token = create_access_token(
-        settings=settings, user_id=user.id, email=user.email, session_id=family_id
+        settings=settings, user_id=user.id, email=user.email, family_id=family_id
     )
-    return SessionTokens(
+    return LoginTokens(
         access_token=access_token,
         refresh_token=refresh_token,
         expires_in=settings.access_token_expire_minutes * 60,

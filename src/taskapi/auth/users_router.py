@@ -65,7 +65,7 @@ async def change_password(
         cache=cache,
         hasher=hasher,
         user_id=user.id,
-        session_id=claims.session_id,
+        family_id=claims.family_id,
         current_password=body.current_password,
         new_password=body.new_password,
     )

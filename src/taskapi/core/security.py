@@ -80,12 +80,12 @@ class AccessClaims:
     email: str
     issued_at: float
     token_id: str
-    session_id: uuid.UUID
-    """The refresh-token family the access token was issued with (claim `sid`)."""
+    family_id: uuid.UUID
+    """The refresh-token family (the login) the access token was issued with: claim `sid`."""
 
 
 def create_access_token(
-    *, settings: Settings, user_id: uuid.UUID, email: str, session_id: uuid.UUID
+    *, settings: Settings, user_id: uuid.UUID, email: str, family_id: uuid.UUID
 ) -> str:
     now = time.time()
     payload = {
@@ -95,7 +95,7 @@ def create_access_token(
         "iat": round(now, 6),
         "exp": int(now + settings.access_token_expire_minutes * 60),
         "jti": uuid.uuid4().hex,
-        "sid": str(session_id),
+        "sid": str(family_id),
         "type": ACCESS_TOKEN_TYPE,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
@@ -157,7 +157,7 @@ def _verify_access_token(
 def _claims(payload: dict[str, object]) -> AccessClaims:
     if payload.get("type") != ACCESS_TOKEN_TYPE:
         raise InvalidToken("not an access token")
-    subject, email, issued_at, token_id, session = (
+    subject, email, issued_at, token_id, family = (
         payload["sub"],
         payload["email"],
         payload["iat"],
@@ -169,20 +169,20 @@ def _claims(payload: dict[str, object]) -> AccessClaims:
         and isinstance(email, str)
         and isinstance(issued_at, int | float)
         and isinstance(token_id, str)
-        and isinstance(session, str)
+        and isinstance(family, str)
     ):
         raise InvalidToken("malformed claims")
     try:
         user_id = uuid.UUID(subject)
-        session_id = uuid.UUID(session)
+        family_id = uuid.UUID(family)
     except ValueError as error:
-        raise InvalidToken("malformed subject or session") from error
+        raise InvalidToken("malformed subject or family") from error
     return AccessClaims(
         user_id=user_id,
         email=email,
         issued_at=float(issued_at),
         token_id=token_id,
-        session_id=session_id,
+        family_id=family_id,
     )
 
 
