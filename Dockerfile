@@ -6,7 +6,6 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY src ./src
-COPY migrations ./migrations
 RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim AS runtime

@@ -1,21 +1,23 @@
-"""Alembic driven from code, so `taskapi serve` and the tests migrate the same way."""
+"""Alembic driven from code, so `taskapi serve`, `taskapi migrate` and the tests migrate the
+same way. The scripts ship inside the package (taskapi/migrations), so an installed wheel
+migrates without the source tree."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
 from taskapi.core.config import Settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+SCRIPT_LOCATION = "taskapi:migrations"
+"""A package resource: Alembic finds it wherever taskapi is installed."""
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 
