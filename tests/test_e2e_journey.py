@@ -1,4 +1,4 @@
-"""Seed task T103: one user's whole journey through the real endpoints, in one test.
+"""One user's whole journey through the real endpoints, in one test.
 
 The verification token is read from the console email backend's log, as a developer would.
 """

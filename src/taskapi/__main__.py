@@ -1,3 +1,5 @@
+"""`python -m taskapi`: the same command line as `taskapi`."""
+
 from taskapi.cli import main
 
 main()

@@ -1,3 +1,5 @@
+"""The account tables: users, and refresh tokens grouped in families (one per login)."""
+
 from __future__ import annotations
 
 import uuid

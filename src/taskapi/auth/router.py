@@ -1,4 +1,4 @@
-"""Registration, verification, sign-in, sessions and password reset under /auth."""
+"""Registration, verification, sign-in, refresh, sign-out and password reset under /auth."""
 
 from __future__ import annotations
 

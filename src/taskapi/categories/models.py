@@ -1,3 +1,5 @@
+"""The categories table: (user_id, name) is unique."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,3 +1,5 @@
+"""Request and response bodies of the /categories endpoints."""
+
 from __future__ import annotations
 
 import uuid

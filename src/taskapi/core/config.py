@@ -1,4 +1,5 @@
-"""Settings from the environment; a bad value stops start-up before anything is served."""
+"""Settings from the environment; a bad value stops start-up before anything is served.
+Routes get the running app's own settings through `SettingsDep`."""
 
 from __future__ import annotations
 

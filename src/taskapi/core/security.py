@@ -10,7 +10,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import jwt
@@ -194,7 +193,3 @@ def new_opaque_token() -> str:
 def hash_token(token: str) -> str:
     """Tokens are high-entropy, so a fast unsalted SHA-256 is the right storage hash."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def expires_in(delta: timedelta) -> datetime:
-    return datetime.now(UTC) + delta

@@ -1,3 +1,6 @@
+"""The task tables: tasks (soft-deleted, versioned), their category links, and the per-user
+count of live tasks that triggers keep."""
+
 from __future__ import annotations
 
 import enum

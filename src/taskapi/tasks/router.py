@@ -1,4 +1,5 @@
-"""HTTP face of the tasks: parse, call one service function, shape the answer."""
+"""HTTP face of the tasks under /tasks, categories assigned to a task included: parse, call
+one service function, shape the answer."""
 
 from __future__ import annotations
 
