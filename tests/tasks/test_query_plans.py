@@ -1,6 +1,7 @@
-"""PostgreSQL query plans of the task list: the default list, each filter and each sort
-reach one user's tasks through an index that starts with user_id, never by a sequential
-scan of every user's tasks.
+"""PostgreSQL query plans of the task list: the default list, each filter and each sort,
+by page number and by cursor, reach one user's tasks through the index named for that
+shape, never by a sequential scan of every user's tasks. A sort with an index of its own
+reads the page in that order instead of sorting the user's tasks.
 
 PostgreSQL only, on purpose: EXPLAIN output and its planner are PostgreSQL's own, and the
 indexes exist for the production database. On SQLite this test is skipped, and only this one.
@@ -9,6 +10,7 @@ indexes exist for the production database. On SQLite this test is skipped, and o
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +25,7 @@ from taskapi.core.models import new_id
 from taskapi.core.pagination import PageParams
 from taskapi.tasks.models import Task, TaskPriority, TaskStatus, task_categories
 from taskapi.tasks.schemas import TaskListQuery
-from taskapi.tasks.service import list_statements
+from taskapi.tasks.service import list_statements, list_tasks
 
 pytestmark = pytest.mark.needs_services("postgresql", reason="EXPLAIN plans are PostgreSQL's")
 
@@ -102,30 +104,76 @@ async def _plan(session: AsyncSession, statement: Select[Any]) -> list[dict[str,
     return _nodes(document[0]["Plan"])
 
 
-LIST_SHAPES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "status": {"status": "completed"},
-    "priority": {"priority": "high"},
-    "due_date_from": {"due_date_from": "2026-01-30T00:00:00Z"},
-    "due_date_to": {"due_date_to": "2025-12-05T00:00:00Z"},
-    "due_date_range": {
-        "due_date_from": "2026-01-01T00:00:00Z",
-        "due_date_to": "2026-01-03T00:00:00Z",
-    },
-    "category_id": {},
-    "q": {"q": "task 1"},
+CREATED_AT = "ix_tasks_user_id_created_at"
+ANY_USER_INDEX = "any index that starts with user_id"
+"""For a shape no index orders or narrows: the planner picks among equivalent ones."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    params: dict[str, Any]
+    page: str
+    """The index the page is read through."""
+    count: str | None = None
+    """The index a filtered count reads; None: unfiltered, the total is the counter."""
+    in_order: bool = False
+    """The index gives the page's order: no Sort node (an Incremental Sort on id is fine)."""
+
+
+def _sorted_by(field: str, order: str, index: str) -> Shape:
+    return Shape({"sort_by": field, "sort_order": order}, page=index, in_order=True)
+
+
+DUE_DATE = "ix_tasks_user_id_due_date"
+CATEGORY_LINKS = "ix_task_categories_category_id"
+LIST_SHAPES: dict[str, Shape] = {
+    "default": Shape({}, page=CREATED_AT, in_order=True),
+    "status": Shape({"status": "completed"}, page=CREATED_AT, count="ix_tasks_user_id_status"),
+    "priority": Shape({"priority": "high"}, page=CREATED_AT, count="ix_tasks_user_id_priority"),
+    "due_date_from": Shape(
+        {"due_date_from": "2026-01-30T00:00:00Z"}, page=DUE_DATE, count=DUE_DATE
+    ),
+    "due_date_to": Shape({"due_date_to": "2025-12-05T00:00:00Z"}, page=DUE_DATE, count=DUE_DATE),
+    "due_date_range": Shape(
+        {"due_date_from": "2026-01-01T00:00:00Z", "due_date_to": "2026-01-03T00:00:00Z"},
+        page=DUE_DATE,
+        count=DUE_DATE,
+    ),
+    # Filled in with the seeded category.
+    "category_id": Shape({}, page=CATEGORY_LINKS, count=CATEGORY_LINKS),
+    "q": Shape({"q": "task 1"}, page=CREATED_AT, count=ANY_USER_INDEX),
     **{
-        f"sort by {field} {order}": {"sort_by": field, "sort_order": order}
-        for field in ("created_at", "updated_at", "due_date", "priority", "title", "status")
+        f"sort by {field} {order}": _sorted_by(field, order, index)
+        for field, index in (
+            ("created_at", CREATED_AT),
+            ("updated_at", "ix_tasks_user_id_updated_at"),
+            ("priority", "ix_tasks_user_id_priority"),
+            ("status", "ix_tasks_user_id_status"),
+            ("title", "ix_tasks_user_id_title_sort"),
+        )
         for order in ("asc", "desc")
     },
+    "sort by due_date asc": _sorted_by("due_date", "asc", DUE_DATE),
+    # NULLS LAST both ways: descending is the reverse of no index, so the page is sorted.
+    "sort by due_date desc": Shape(
+        {"sort_by": "due_date", "sort_order": "desc"}, page=ANY_USER_INDEX
+    ),
 }
 
 
-FILTERS = {"status", "priority", "due_date_from", "due_date_to", "category_id", "q"}
+def _check(
+    shape_name: str, part: str, nodes: list[dict[str, Any]], expected: str, user_ids: set[str]
+) -> None:
+    where = f"{shape_name} {part}"
+    sequential = [node["Relation Name"] for node in nodes if node["Node Type"] == "Seq Scan"]
+    used = {node["Index Name"] for node in nodes if "Index Name" in node}
+    assert sequential == [], f"{where}: sequential scan of {sequential}"
+    assert used & user_ids, f"{where}: no user_id index in {used}"
+    if expected != ANY_USER_INDEX:
+        assert expected in used, f"{where}: {expected} not in {used}"
 
 
-async def test_list_queries_use_a_user_id_index_and_never_scan_all_tasks(
+async def test_each_list_shape_reads_through_its_index_and_never_scans_all_tasks(
     session: AsyncSession,
 ) -> None:
     user, category = await _seed(session)
@@ -133,23 +181,34 @@ async def test_list_queries_use_a_user_id_index_and_never_scan_all_tasks(
     assert user_id_indexes, "no index on tasks starts with user_id"
     dialect = session.get_bind().dialect
 
-    for shape, params in LIST_SHAPES.items():
-        if shape == "category_id":
-            params = {"category_id": str(category.id)}
-        statements = list_statements(
-            user_id=user.id, query=TaskListQuery(**params), paging=PageParams(), dialect=dialect
+    for name, shape in LIST_SHAPES.items():
+        params = {"category_id": str(category.id)} if name == "category_id" else shape.params
+        query = TaskListQuery(**params)
+        # A short first page: even the narrowest shape then has a next one.
+        first = await list_tasks(
+            session=session, user=user, query=query, paging=PageParams(limit=2)
         )
-        assert statements.count is not None  # a page by offset is always counted
-        for part, statement in (("count", statements.count), ("page", statements.page)):
+        assert first.next_cursor is not None, f"{name}: the seed fills more than one page"
+        by_page = list_statements(
+            user_id=user.id, query=query, paging=PageParams(), dialect=dialect
+        )
+        by_cursor = list_statements(
+            user_id=user.id,
+            query=query,
+            paging=PageParams(cursor=first.next_cursor),
+            dialect=dialect,
+        )
+        assert by_page.count is not None
+        count_nodes = await _plan(session, by_page.count)
+        if shape.count is None:
+            relations = {node.get("Relation Name") for node in count_nodes} - {None}
+            # The unfiltered total is the trigger-kept counter: one small row, no tasks.
+            assert relations == {"task_counters"}, f"{name} count reads {relations}"
+        else:
+            _check(name, "count", count_nodes, shape.count, user_id_indexes)
+        for part, statement in (("page", by_page.page), ("cursor page", by_cursor.page)):
             nodes = await _plan(session, statement)
-            relations = {node.get("Relation Name") for node in nodes} - {None}
-            if part == "count" and not set(params) & FILTERS:
-                # The unfiltered total is the trigger-kept counter: one small row, no tasks.
-                assert relations == {"task_counters"}, f"{shape} count reads {relations}"
-                continue
-            sequential = [
-                node["Relation Name"] for node in nodes if node["Node Type"] == "Seq Scan"
-            ]
-            used = {node["Index Name"] for node in nodes if "Index Name" in node}
-            assert sequential == [], f"{shape} {part}: sequential scan of {sequential}"
-            assert used & user_id_indexes, f"{shape} {part}: no user_id index in {used}"
+            _check(name, part, nodes, shape.page, user_id_indexes)
+            if shape.in_order:
+                sorts = [node for node in nodes if node["Node Type"] == "Sort"]
+                assert sorts == [], f"{name} {part}: sorts instead of reading {shape.page} in order"

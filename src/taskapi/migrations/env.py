@@ -9,7 +9,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskapi.models import Base
+from taskapi.models import Base, compared_by_autogenerate
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +25,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared_by_autogenerate,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

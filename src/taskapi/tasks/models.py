@@ -6,9 +6,13 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Column, Enum, ForeignKey, Index, String, Table, Text, text
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 # Imported at run time: the relationship below needs the class mapped before first use.
 from taskapi.categories.models import Category
@@ -55,7 +59,6 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
         Index("ix_tasks_user_id_created_at", "user_id", "created_at", "id"),
         Index("ix_tasks_user_id_updated_at", "user_id", "updated_at"),
-        Index("ix_tasks_user_id_title", "user_id", "title"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -68,12 +71,36 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         task_priority_type, default=TaskPriority.MEDIUM, server_default=TaskPriority.MEDIUM.value
     )
     due_date: Mapped[datetime | None]
-    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
+    deleted_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
 
     categories: Mapped[list[Category]] = relationship(
         secondary=task_categories, lazy="raise", order_by="Category.name"
     )
+
+
+class TitleSortKey(FunctionElement[str]):
+    """A title as task lists sort it: lower-cased, in byte order, so the order is the same
+    on both backends and in every locale. SQLite compares bytes already; PostgreSQL needs
+    COLLATE "C", a collation SQLite does not know. The list query and the index that serves
+    it use this one expression, so they cannot drift apart."""
+
+    type = String()
+    name = "title_sort_key"
+    inherit_cache = True
+
+
+@compiles(TitleSortKey)
+def _title_sort_key(element: TitleSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(TitleSortKey, "postgresql")
+def _title_sort_key_postgresql(element: TitleSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'lower({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+Index("ix_tasks_user_id_title_sort", Task.user_id, TitleSortKey(Task.title), Task.id)
 
 
 class TaskCounter(Base):

@@ -48,7 +48,14 @@ from taskapi.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from taskapi.tasks.models import Task, TaskCounter, TaskPriority, TaskStatus, task_categories
+from taskapi.tasks.models import (
+    Task,
+    TaskCounter,
+    TaskPriority,
+    TaskStatus,
+    TitleSortKey,
+    task_categories,
+)
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskListQuery,
@@ -351,9 +358,7 @@ def _sort_key(field: TaskSortField, dialect: Dialect) -> SQLColumnExpression[Any
         case TaskSortField.STATUS:
             return _ordinal(Task.status, TaskStatus, dialect)
         case TaskSortField.TITLE:
-            title = func.lower(Task.title)
-            # Byte order, as SQLite compares: the same list on every backend and locale.
-            return title.collate("C") if dialect.name == "postgresql" else title
+            return TitleSortKey(Task.title)
         case TaskSortField.DUE_DATE:
             return Task.due_date
         case TaskSortField.UPDATED_AT:
