@@ -3,8 +3,11 @@ and error handlers."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -30,7 +33,7 @@ from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
 from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
-from taskapi.core.openapi import install_openapi
+from taskapi.core.openapi import install_openapi, operation_id
 from taskapi.core.ratelimit import RateLimitMiddleware, RateLimitState, create_rate_limiter
 from taskapi.core.redis import RedisState, create_redis
 from taskapi.core.security import PasswordHasher
@@ -97,6 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="taskapi",
         version=health.APP_VERSION,
         description=DESCRIPTION,
+        contact={"name": "taskapi maintainers", "url": "https://taskapi.dev"},
+        license_info={"name": "MIT", "identifier": "MIT"},
+        servers=[{"url": "/", "description": "The host that serves this document"}],
+        generate_unique_id_function=operation_id,
         lifespan=_lifespan(settings),
         openapi_tags=[
             {"name": "auth", "description": "Registration, verification, sessions, passwords"},
@@ -164,3 +171,17 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         instrumentator.instrument(app)
         expose_metrics(app, instrumentator)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
+
+
+OPENAPI_SNAPSHOT = Path("openapi.json")
+REGENERATE_OPENAPI = f"uv run python -m taskapi.app {OPENAPI_SNAPSHOT}"
+
+
+def write_openapi(path: Path) -> None:
+    """The document the app serves at /openapi.json, as the committed snapshot holds it."""
+    document = create_app().openapi()
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    write_openapi(Path(sys.argv[1]) if len(sys.argv) > 1 else OPENAPI_SNAPSHOT)

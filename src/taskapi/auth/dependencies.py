@@ -50,7 +50,7 @@ UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 # auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]

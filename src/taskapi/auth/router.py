@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -25,29 +25,21 @@ from taskapi.auth.schemas import (
 )
 from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
-from taskapi.core.openapi import problem_responses
+from taskapi.core.openapi import problem_responses, request_body
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_SIGN_IN_ERRORS = problem_responses(400, service.InvalidCredentials, service.AccountLocked)
 EMAIL_ON_ITS_WAY = Accepted(
     detail="If the address belongs to an account that needs it, an email is on its way."
 )
 
-_LOGIN_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": LoginRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {"schema": LoginForm.model_json_schema()},
-        },
-    }
-}
-
 
 async def login_credentials(request: Request) -> LoginRequest:
     """JSON `{email, password}`, or the OAuth2 password form (`username`, `password`) that
-    the Authorize button of /docs posts: one path serves both."""
+    the Authorize button of /docs posts. Both paths take both, so clients written before
+    /auth/token existed keep working; each documents one."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
         if content_type in FORM_CONTENT_TYPES:
@@ -70,7 +62,7 @@ async def login_credentials(request: Request) -> LoginRequest:
     summary="Create an account",
     description="Signs the new account in at once. It stays inactive (no tasks or "
     "categories) until the emailed verification link is used.",
-    responses=problem_responses(400, 409),
+    responses=problem_responses(400, service.EmailTaken),
 )
 async def register(
     body: RegisterRequest,
@@ -94,7 +86,7 @@ async def register(
     "/verify-email",
     response_model=UserRead,
     summary="Verify the email address with the emailed token",
-    responses=problem_responses(400),
+    responses=problem_responses(400, service.InvalidLinkToken),
 )
 async def verify_email(body: VerifyEmailRequest, session: SessionDep, cache: UserCacheDep) -> User:
     return await service.verify_email(session=session, cache=cache, token=body.token)
@@ -125,10 +117,10 @@ async def resend_verification(
     "/login",
     response_model=TokenResponse,
     summary="Sign in",
-    description="JSON `{email, password}` or an OAuth2 password form (`username`, "
-    "`password`). Five failures in a row lock the account for 15 minutes.",
-    responses=problem_responses(400, 401, 403),
-    openapi_extra=_LOGIN_BODY,
+    description="Five failures in a row lock the account for 15 minutes. The OAuth2 password "
+    "form is served at `POST /auth/token`.",
+    responses=_SIGN_IN_ERRORS,
+    openapi_extra=request_body({"application/json": LoginRequest}),
 )
 async def login(
     credentials: Annotated[LoginRequest, Depends(login_credentials)],
@@ -148,12 +140,31 @@ async def login(
 
 
 @router.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="Sign in with an OAuth2 password form",
+    description="What OAuth2 tools and the Authorize button of /docs send (`username` is "
+    "the email address); the answer and the lock-out are those of `POST /auth/login`.",
+    responses=_SIGN_IN_ERRORS,
+    openapi_extra=request_body({"application/x-www-form-urlencoded": LoginForm}),
+)
+async def login_form(
+    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    session: SessionDep,
+    cache: UserCacheDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+) -> service.LoginTokens:
+    return await login(credentials, session, cache, settings, hasher)
+
+
+@router.post(
     "/refresh",
     response_model=TokenResponse,
     summary="Trade a refresh token for a new pair",
     description="The presented refresh token is dead afterwards. Presenting it again "
     "ends its whole session.",
-    responses=problem_responses(400, 401),
+    responses=problem_responses(400, service.InvalidRefreshToken),
 )
 async def refresh(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
@@ -213,7 +224,7 @@ async def forgot_password(
     response_class=Response,
     summary="Set a new password with the emailed token",
     description="Ends every session and lifts a lockout.",
-    responses=problem_responses(400),
+    responses=problem_responses(400, service.InvalidLinkToken),
 )
 async def reset_password(
     body: ResetPasswordRequest,

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 import structlog
+from pydantic import ConfigDict
 from sqlalchemy import case, delete, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +30,7 @@ from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
 from taskapi.core.email import Outbox
-from taskapi.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from taskapi.core.errors import BadRequest, Conflict, Forbidden, Problem, Unauthorized
 from taskapi.core.models import UTCDateTime, new_id, utcnow
 from taskapi.core.security import (
     AccessClaims,
@@ -55,8 +56,29 @@ class InvalidRefreshToken(Unauthorized):
     code = "invalid_refresh_token"
 
 
+class AccountLockedProblem(Problem):
+    """Sign-in refused until `locked_until`, after too many failures in a row."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "https://taskapi.dev/problems/account-locked",
+                "title": "Forbidden",
+                "status": 403,
+                "detail": "Too many failed sign-ins. Try again after the time in locked_until.",
+                "code": "account_locked",
+                "request_id": "5f0c6c8e0d6c4a47b6a8f0d2f6c3e9a1",
+                "locked_until": "2026-11-21T08:15:00Z",
+            }
+        }
+    )
+
+    locked_until: datetime
+
+
 class AccountLocked(Forbidden):
     code = "account_locked"
+    problem_model = AccountLockedProblem
 
     def __init__(self, locked_until: datetime) -> None:
         super().__init__(

@@ -50,7 +50,7 @@ async def update_me(
     summary="Change your password",
     description="Ends every other session. This session's refresh token stays valid; "
     "refresh it for a new access token.",
-    responses=problem_responses(400, 401),
+    responses=problem_responses(400, service.IncorrectPassword, 401),
 )
 async def change_password(
     body: ChangePasswordRequest,

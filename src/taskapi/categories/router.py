@@ -24,7 +24,7 @@ router = APIRouter(prefix="/categories", tags=["categories"])
     summary="Create a category",
     description="The name must be unique among your categories; other users' names do not "
     "count. `color` defaults to `#6366F1`. Answers with a `Location` header.",
-    responses=problem_responses(400, 401, 403, 409),
+    responses=problem_responses(400, 401, 403, service.CategoryExists),
 )
 async def create_category(
     body: CategoryCreate,
@@ -69,7 +69,7 @@ async def get_category(category_id: uuid.UUID, session: SessionDep, user: Active
     response_model=CategoryRead,
     summary="Rename or recolor a category",
     description="Fields left out stay as they are; `null` is refused. Its tasks keep it.",
-    responses=problem_responses(400, 401, 403, 404, 409),
+    responses=problem_responses(400, 401, 403, 404, service.CategoryExists),
 )
 async def update_category(
     category_id: uuid.UUID, body: CategoryUpdate, session: SessionDep, user: ActiveUser

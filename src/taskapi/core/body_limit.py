@@ -15,7 +15,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskapi.core.errors import request_id_in, send_problem
+from taskapi.core.errors import PayloadTooLarge, request_id_in, send_problem
 
 MAX_BODY_BYTES = 1024 * 1024
 _DETAIL = f"The request body is larger than {MAX_BODY_BYTES} bytes."
@@ -36,7 +36,7 @@ class BodyLimitMiddleware:
             await send_problem(
                 send,
                 status=413,
-                code="payload_too_large",
+                code=PayloadTooLarge.code,
                 detail=_DETAIL,
                 request_id=request_id_in(scope),
                 headers=[(b"connection", b"close")],

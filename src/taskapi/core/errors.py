@@ -14,7 +14,7 @@ from typing import Any, ClassVar, cast
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -29,6 +29,8 @@ class AppError(Exception):
 
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
+    # The documented shape of its body: `Problem`, or a subclass naming the extra members.
+    problem_model: ClassVar[type[Problem]]
 
     def __init__(
         self,
@@ -89,6 +91,26 @@ class ServiceUnavailable(AppError):
     code = "service_unavailable"
 
 
+# Answers built outside AppError (the validation handler, middleware): classes all the same,
+# so their status and code are named once and the OpenAPI document can list them.
+class ValidationFailed(BadRequest):
+    code = "validation_error"
+
+
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(AppError):
+    status = 429
+    code = "rate_limited"
+
+
 class FieldError(BaseModel):
     field: str
     message: str
@@ -117,7 +139,35 @@ class Problem(BaseModel):
     detail: str
     code: str
     request_id: str | None
-    errors: list[FieldError] | None = None
+    errors: list[FieldError] = Field(
+        default_factory=list, description="Present on `validation_error`: what is wrong where."
+    )
+
+
+class ValidationProblem(Problem):
+    """A request that is not valid: each field that is wrong, and why."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "https://taskapi.dev/problems/validation-error",
+                "title": "Bad Request",
+                "status": 400,
+                "detail": "The request is not valid.",
+                "code": "validation_error",
+                "request_id": "5f0c6c8e0d6c4a47b6a8f0d2f6c3e9a1",
+                "errors": [
+                    {"field": "title", "message": "String should have at least 3 characters"}
+                ],
+            }
+        }
+    )
+
+    errors: list[FieldError] = Field(description="What is wrong where.")
+
+
+AppError.problem_model = Problem
+ValidationFailed.problem_model = ValidationProblem
 
 
 def problem_response(
@@ -227,12 +277,15 @@ async def _validation_error_handler(request: Request, exc: Exception) -> Respons
     errors = list(exc.errors())
     if any(error.get("type") == "json_invalid" for error in errors):
         return problem_response(
-            request, status=400, code="invalid_json", detail="The request body is not valid JSON."
+            request,
+            status=400,
+            code=InvalidJson.code,
+            detail="The request body is not valid JSON.",
         )
     return problem_response(
         request,
         status=400,
-        code="validation_error",
+        code=ValidationFailed.code,
         detail="The request is not valid.",
         extra={
             "errors": [

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.config import Settings
-from taskapi.core.errors import request_id_in, send_problem
+from taskapi.core.errors import RateLimited, request_id_in, send_problem
 from taskapi.core.metrics import METRICS_PATH, BoundedCounter
 from taskapi.core.redis import REDIS_FAILURES, RedisOutage
 from taskapi.core.security import InvalidToken, decode_access_token
@@ -260,7 +260,7 @@ async def _send_too_many_requests(
     await send_problem(
         send,
         status=429,
-        code="rate_limited",
+        code=RateLimited.code,
         detail=f"Too many requests; retry in {retry_after} s.",
         request_id=request_id_in(scope),
         headers=[(b"retry-after", str(retry_after).encode()), *headers],

@@ -25,9 +25,9 @@ class TaskStatus(enum.StrEnum):
     COMPLETED = "completed"
 
 
+# Declared in ordinal order: PostgreSQL sorts a native enum by declaration. (A comment, not
+# a docstring: the docstring would be the schema's description in the OpenAPI document.)
 class TaskPriority(enum.StrEnum):
-    """Declared in ordinal order: PostgreSQL sorts a native enum by declaration."""
-
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"

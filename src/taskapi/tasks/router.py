@@ -12,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 
 from taskapi.auth.dependencies import ActiveUser
 from taskapi.core.db import SessionDep
+from taskapi.core.errors import BadRequest, PreconditionRequired
 from taskapi.core.headers import set_etag, set_location
 from taskapi.core.openapi import problem_responses
-from taskapi.core.pagination import Page, PageParams
+from taskapi.core.pagination import InvalidCursor, Page, PageParams
 from taskapi.tasks import service
 from taskapi.tasks.models import Task
 from taskapi.tasks.schemas import (
@@ -98,7 +99,7 @@ async def create_task(
         "Filters combine with AND. Default order: newest first (`created_at desc`). "
         "Deleted tasks never appear."
     ),
-    responses=problem_responses(400, 401, 403),
+    responses=problem_responses(400, InvalidCursor, 401, 403),
 )
 async def list_tasks(
     query: Annotated[TaskListQuery, Query()],
@@ -134,7 +135,15 @@ async def get_task(
     ),
     responses={
         200: {"headers": _ETAG_HEADER},
-        **problem_responses(400, 401, 403, 404, 409, 428),
+        **problem_responses(
+            400,
+            BadRequest,
+            401,
+            403,
+            404,
+            service.VersionConflict,
+            PreconditionRequired,
+        ),
     },
 )
 async def update_task(
@@ -171,8 +180,8 @@ async def delete_task(task_id: uuid.UUID, session: SessionDep, user: ActiveUser)
     description="Answers the task with its categories; its version goes up by one (new "
     "`ETag`). A missing, deleted or foreign task or category is 404.",
     responses={
-        200: {"headers": {"ETag": {"description": "The task's new version, quoted."}}},
-        **problem_responses(400, 401, 403, 404, 409),
+        200: {"headers": _ETAG_HEADER},
+        **problem_responses(400, 401, 403, 404, service.CategoryAlreadyAssigned),
     },
 )
 async def assign_category(
@@ -196,7 +205,7 @@ async def assign_category(
     summary="Remove a category from a task",
     description="The task's version goes up by one. 404 `category_not_assigned` when the "
     "task does not have the category; 404 for a missing, deleted or foreign task or category.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, 403, 404, service.CategoryNotAssigned),
 )
 async def remove_category(
     task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: ActiveUser

@@ -157,11 +157,11 @@ class TaskPage(PageRead[TaskRead]):
         json_schema_extra={
             "example": {
                 "items": [_TASK_EXAMPLE],
-                "total": 1,
+                "total": 3,
                 "page": 1,
-                "limit": 20,
-                "pages": 1,
-                "next_cursor": None,
+                "limit": 1,
+                "pages": 3,
+                "next_cursor": "WyIyMDI2LTExLTIxVDA4OjAwOjAwWiIsIjAxOTM3YTRlIl0",
             }
         }
     )

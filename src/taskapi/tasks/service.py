@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ConfigDict
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -38,7 +39,7 @@ from taskapi.auth.models import User
 from taskapi.categories import service as categories_service
 from taskapi.categories.models import Category
 from taskapi.categories.service import CategoryNotFound
-from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired
+from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired, Problem
 from taskapi.core.models import as_utc, utcnow
 from taskapi.core.pagination import (
     InvalidCursor,
@@ -71,8 +72,30 @@ class TaskNotFound(NotFound):
         super().__init__("Task not found.")
 
 
+class VersionConflictProblem(Problem):
+    """The task changed since the client read it; `current_version` is its version now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "https://taskapi.dev/problems/version-conflict",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "The task has changed since you read it; reload it and apply your "
+                "change again.",
+                "code": "version_conflict",
+                "request_id": "5f0c6c8e0d6c4a47b6a8f0d2f6c3e9a1",
+                "current_version": 4,
+            }
+        }
+    )
+
+    current_version: int
+
+
 class VersionConflict(Conflict):
     code = "version_conflict"
+    problem_model = VersionConflictProblem
 
     def __init__(self, current_version: int) -> None:
         super().__init__(
