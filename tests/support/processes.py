@@ -42,7 +42,7 @@ from tests.support.backends import POSTGRES_URL, REDIS_URL, create_postgres_data
 
 REQUIRE_SERVICES_VARIABLE = "TASKAPI_TEST_REQUIRE_SERVICES"
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl")
-PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server")
+PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server", "uvx")
 BACKENDS = {
     "postgresql": ("PostgreSQL", "TEST_DATABASE_URL", POSTGRES_URL),
     "redis": ("Redis", "TEST_REDIS_URL", REDIS_URL),
