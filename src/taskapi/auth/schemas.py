@@ -97,7 +97,7 @@ class LoginForm(BaseModel):
 
     username: Email
     password: GivenPassword
-    grant_type: Literal["password"] | None = None
+    grant_type: Omittable[Literal["password"]] = None
 
 
 class UserRead(BaseModel):
