@@ -25,7 +25,7 @@ from aiosmtpd.controller import Controller
 from taskapi.app import OPENAPI_SNAPSHOT
 from tests.support.backends import DatabaseFactory
 from tests.support.factories import DEFAULT_PASSWORD
-from tests.support.processes import ServeFactory, free_port
+from tests.support.processes import ServeFactory, find_program, free_port
 from tests.support.smtp import SmtpServer, link_in
 
 pytestmark = pytest.mark.needs_services(
@@ -46,9 +46,11 @@ def client_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     the served document) and makes it importable."""
     root = Path(__file__).resolve().parents[2]
     output = tmp_path_factory.mktemp("client")
-    run = subprocess.run(
+    uvx = find_program("uvx")
+    assert uvx is not None
+    run = subprocess.run(  # noqa: S603  # fixed arguments: the pinned generator, our files
         [
-            "uvx",
+            uvx,
             "--from",
             GENERATOR,
             "openapi-python-client",
@@ -179,7 +181,10 @@ async def test_a_journey_through_the_generated_client(
     assert created[-1].headers["location"] == f"/api/v1/tasks/{task.id}"
 
     changed = await api["update_task"].asyncio_detailed(
-        client=user, task_id=task.id, body=models.TaskUpdate(status=models.TaskStatus.IN_PROGRESS), if_match='"1"'
+        client=user,
+        task_id=task.id,
+        body=models.TaskUpdate(status=models.TaskStatus.IN_PROGRESS),
+        if_match='"1"',
     )
     assert changed.status_code == 200
     assert changed.parsed.version == 2
