@@ -4,8 +4,8 @@ processes of its own. The root conftest.py registers it (`pytest_plugins`).
 `@pytest.mark.needs_services(*names, reason=...)` names what a test needs and why:
 
 - programs: `initdb` and `pg_ctl` (PostgreSQL's, for `own_postgres`), `redis-server` (for
-  `own_redis`). A missing one skips the test, saying what is missing; with
-  TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets) it fails the test instead.
+  `own_redis`), `uvx` (a pinned tool, tests/clients/). A missing one skips the test, saying
+  what is missing; with TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets) it fails it.
 - backends: `postgresql` (TEST_DATABASE_URL) and `redis` (TEST_REDIS_URL). Each pass picks
   its backends, so a test that needs one is skipped on the passes without it, flag or not; a
   configured backend that cannot be reached stops the run (tests/conftest.py).
