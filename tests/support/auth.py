@@ -97,8 +97,8 @@ async def login(
 
 
 async def stored_user(session: AsyncSession, email: str) -> User | None:
-    """The row as committed now. Ends the read transaction at once: on SQLite an open one
-    would hold the write lock the app needs."""
+    """The row as committed now. Ends the transaction at once, so the test holds no
+    connection in an open transaction while the app runs."""
     user = await session.scalar(
         select(User).where(User.email == email).execution_options(populate_existing=True)
     )

@@ -28,8 +28,8 @@ async def create_category(
 async def stored_categories(session: AsyncSession, who: SignedIn) -> list[Category]:
     """What the database holds for one user, read fresh (not from the identity map).
 
-    Every read ends its transaction: on SQLite an open one would hold the write lock that
-    the app's requests wait for.
+    Every read ends its transaction, so the test holds no connection in an open
+    transaction while the app runs.
     """
     session.expunge_all()
     result = await session.scalars(
