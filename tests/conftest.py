@@ -113,6 +113,9 @@ def make_settings(database_url: str, redis_url: str | None, redis_prefix: str) -
             "enable_rate_limiting": False,
             "enable_metrics": False,
             "frontend_url": "http://frontend.test",
+            # Tests run the queue themselves (run_jobs), or ask for the embedded worker.
+            "worker_enabled": False,
+            "worker_poll_interval_seconds": 0.05,
             **overrides,
         }
         return Settings(_env_file=None, **values)

@@ -1,6 +1,7 @@
 """One user's whole journey through the real endpoints, in one test.
 
-The verification token is read from the console email backend's log, as a developer would.
+The app runs its embedded job worker, as `taskapi serve` does; the verification token is
+read from the console email backend's log, as a developer would.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from structlog.testing import capture_logs
 
 from taskapi.categories.models import Category
 from taskapi.tasks.models import Task, task_categories
+from tests.support.apps import AppFactory, SettingsFactory, make_client
+from tests.support.jobs import wait_until
 
 API = "/api/v1"
 EMAIL = "grace.hopper@example.com"
@@ -33,13 +36,22 @@ def _verification_token(logs: list[MutableMapping[str, Any]]) -> str:
 
 
 async def test_register_verify_login_then_tasks_and_categories(
-    client: httpx.AsyncClient, session: AsyncSession
+    app_factory: AppFactory, make_settings: SettingsFactory, session: AsyncSession
 ) -> None:
+    app = await app_factory(make_settings(worker_enabled=True))
+    async with make_client(app) as client:
+        await _journey(client, session)
+
+
+async def _journey(client: httpx.AsyncClient, session: AsyncSession) -> None:
     # Register: signed in at once, but inactive until the email is verified.
     with capture_logs() as logs:
         registered = await client.post(
             f"{API}/auth/register",
             json={"email": EMAIL, "password": PASSWORD, "full_name": "Grace Hopper"},
+        )
+        await wait_until(
+            lambda: any(entry["event"] == "email" for entry in logs), "the verification email"
         )
     assert registered.status_code == 201, registered.text
     assert registered.json()["user"]["is_active"] is False

@@ -3,13 +3,15 @@ and error handlers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -28,17 +30,20 @@ from taskapi.core.db import (
     create_sessionmaker,
     install_database_error_handlers,
 )
-from taskapi.core.email import create_email_backend
 from taskapi.core.errors import install_error_handlers
 from taskapi.core.logging import configure_logging
 from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
+from taskapi.core.models import utcnow
 from taskapi.core.openapi import install_openapi, operation_id
 from taskapi.core.ratelimit import RateLimitMiddleware, RateLimitState, create_rate_limiter
 from taskapi.core.redis import RedisState, create_redis
 from taskapi.core.security import PasswordHasher
+from taskapi.core.state import lifespan_state
+from taskapi.core.worker import collect_queue_metrics, declare_job_metrics
 from taskapi.tasks.router import category_assignment_router
 from taskapi.tasks.router import router as tasks_router
+from taskapi.worker import JOB_KINDS, create_worker
 
 API_PREFIX = "/api/v1"
 
@@ -65,6 +70,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
             resources.push_async_callback(redis.aclose)
         password_hasher = PasswordHasher(max_workers=settings.password_hash_threads)
         resources.callback(password_hasher.shutdown)
+        if settings.worker_enabled:
+            await resources.enter_async_context(_embedded_worker(settings, engine))
         yield AppState(
             settings=settings,
             engine=engine,
@@ -81,8 +88,26 @@ async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
                 )
             ),
             password_hasher=password_hasher,
-            email_backend=create_email_backend(settings),
         )
+
+
+@asynccontextmanager
+async def _embedded_worker(settings: Settings, engine: AsyncEngine) -> AsyncIterator[None]:
+    """The job worker inside the server process, so one command runs everything. At
+    shutdown it stops claiming and finishes or releases the jobs it runs."""
+    worker = create_worker(settings, engine)
+    running = asyncio.create_task(worker.run(), name="taskapi embedded worker")
+    try:
+        yield
+    finally:
+        worker.request_stop()
+        await running
+
+
+async def _collect_job_metrics(request: Request) -> None:
+    await collect_queue_metrics(
+        lifespan_state(request.scope, DatabaseState)["engine"], JOB_KINDS, utcnow()
+    )
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[AppState]]:
@@ -169,7 +194,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     if settings.enable_metrics:
         instrumentator = create_instrumentator()
         instrumentator.instrument(app)
-        expose_metrics(app, instrumentator)
+        declare_job_metrics(JOB_KINDS)
+        expose_metrics(app, instrumentator, before_scrape=_collect_job_metrics)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
 
 

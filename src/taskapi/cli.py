@@ -1,8 +1,9 @@
-"""`taskapi serve | migrate`: the one entry point operators use."""
+"""`taskapi serve | migrate | worker`: the one entry point operators use."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import signal
@@ -13,11 +14,13 @@ from contextlib import contextmanager
 from types import FrameType
 
 import uvicorn
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from taskapi.core import migrations
 from taskapi.core.config import Settings, describe_settings_error, get_settings
 from taskapi.core.logging import configure_logging
+from taskapi.worker import run_worker
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 EXIT_CONFIG_ERROR = 2
@@ -81,6 +84,14 @@ def _run_uvicorn(settings: Settings) -> None:
     )
 
 
+def work(settings: Settings) -> None:
+    """Run background jobs until SIGTERM or SIGINT (docs/worker.md)."""
+    migrations.upgrade(settings)
+    if settings.enable_metrics and settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    asyncio.run(run_worker(settings))
+
+
 def migrate(settings: Settings, action: str, revision: str | None) -> None:
     if action == "upgrade":
         migrations.upgrade(settings, revision or "head")
@@ -97,11 +108,16 @@ def main(argv: list[str] | None = None) -> None:
     migrate_parser = commands.add_parser("migrate", help="change or show the schema version")
     migrate_parser.add_argument("action", choices=["upgrade", "downgrade", "current"])
     migrate_parser.add_argument("revision", nargs="?", help="target (default: head / -1)")
+    commands.add_parser(
+        "worker", help="apply pending migrations, then run background jobs until SIGTERM"
+    )
     args = parser.parse_args(argv)
 
     settings = _load_settings()
     configure_logging(settings)
     if args.command == "serve":
         serve(settings)
+    elif args.command == "worker":
+        work(settings)
     else:
         migrate(settings, args.action, args.revision)

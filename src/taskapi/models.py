@@ -6,12 +6,14 @@ from sqlalchemy import Column, Index
 
 from taskapi.auth.models import RefreshToken, User
 from taskapi.categories.models import Category
+from taskapi.core.jobs import Job
 from taskapi.core.models import Base
 from taskapi.tasks.models import Task, task_categories
 
 __all__ = [
     "Base",
     "Category",
+    "Job",
     "RefreshToken",
     "Task",
     "User",

@@ -16,7 +16,7 @@ from tests.support.auth import CountingHasher, Mailbox
 def mailbox(app: FastAPI) -> Iterator[Mailbox]:
     """Depends on `app` so the app's logging set-up runs before the capture starts."""
     with capture_logs() as logs:
-        yield Mailbox(logs)
+        yield Mailbox(app, logs)
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ async def test_bad_email_link_tokens_are_invalid_email_token(
     assert await counted(bad_links) == {"invalid_email_token": 2}
 
     async def good_link() -> None:
-        token = mailbox.token(EMAIL, "verify-email")
+        token = await mailbox.token(EMAIL, "verify-email")
         verify = await client.post(f"{API}/auth/verify-email", json={"token": token})
         assert verify.status_code == 200
 

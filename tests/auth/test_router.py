@@ -85,7 +85,7 @@ async def test_register_signs_in_an_inactive_account_and_emails_a_link(
     assert user.is_active is False
     assert user.password_hash.startswith("$argon2id$")
     assert STRONG_PASSWORD not in user.password_hash
-    token = mailbox.token("ada.l@example.com", "verify-email")
+    token = await mailbox.token("ada.l@example.com", "verify-email")
     assert user.email_verification_token_hash == hash_token(token)
     assert close_to(user.email_verification_expires_at, datetime.now(UTC) + timedelta(hours=24))
 
@@ -251,7 +251,7 @@ async def test_verify_email_activates_once(
     client: httpx.AsyncClient, session: AsyncSession, mailbox: Mailbox
 ) -> None:
     registered = await register(client)
-    token = mailbox.token(EMAIL, "verify-email")
+    token = await mailbox.token(EMAIL, "verify-email")
 
     response = await client.post(f"{API}/auth/verify-email", json={"token": token})
     assert response.status_code == 200
@@ -274,7 +274,7 @@ async def test_verify_email_expired_or_unknown_token_is_400(
     client: httpx.AsyncClient, session: AsyncSession, mailbox: Mailbox
 ) -> None:
     await register(client)
-    token = mailbox.token(EMAIL, "verify-email")
+    token = await mailbox.token(EMAIL, "verify-email")
     await change_user(
         session, EMAIL, email_verification_expires_at=datetime.now(UTC) - timedelta(seconds=1)
     )
@@ -303,14 +303,14 @@ async def test_resend_verification_replaces_the_token(
     client: httpx.AsyncClient, session: AsyncSession, mailbox: Mailbox
 ) -> None:
     await register(client)
-    first = mailbox.token(EMAIL, "verify-email")
+    first = await mailbox.token(EMAIL, "verify-email")
 
     response = await client.post(
         f"{API}/auth/resend-verification", json={"email": "ADA@Example.com"}
     )
     assert response.status_code == 202
     assert response.headers["cache-control"] == "no-store"
-    second = mailbox.token(EMAIL, "verify-email")
+    second = await mailbox.token(EMAIL, "verify-email")
     assert second != first
     user = await stored_user(session, EMAIL)
     assert user is not None
@@ -327,6 +327,7 @@ async def test_resend_verification_answers_alike_for_unknown_and_verified_addres
     client: httpx.AsyncClient, session: AsyncSession, mailbox: Mailbox
 ) -> None:
     await register(client)
+    assert len(await mailbox.messages(EMAIL)) == 1
     await create_user(session, email="done@example.com", is_active=True)
     answers = [
         await client.post(f"{API}/auth/resend-verification", json={"email": email})
@@ -334,9 +335,9 @@ async def test_resend_verification_answers_alike_for_unknown_and_verified_addres
     ]
     assert {r.status_code for r in answers} == {202}
     assert len({r.content for r in answers}) == 1
-    assert len(mailbox.messages(EMAIL)) == 2
-    assert mailbox.messages("nobody@example.com") == []
-    assert mailbox.messages("done@example.com") == []
+    assert len(await mailbox.messages(EMAIL)) == 2
+    assert await mailbox.messages("nobody@example.com") == []
+    assert await mailbox.messages("done@example.com") == []
 
 
 async def test_resend_verification_bad_email_is_400(client: httpx.AsyncClient) -> None:
@@ -759,8 +760,8 @@ async def test_forgot_password_answers_alike_and_mails_only_real_accounts(
     assert known.status_code == unknown.status_code == 202
     assert known.content == unknown.content
     assert known.headers["cache-control"] == "no-store"
-    assert mailbox.messages("nobody@example.com") == []
-    token = mailbox.token(EMAIL, "reset-password")
+    assert await mailbox.messages("nobody@example.com") == []
+    token = await mailbox.token(EMAIL, "reset-password")
     user = await stored_user(session, EMAIL)
     assert user is not None
     assert user.password_reset_token_hash == hash_token(token)
@@ -778,7 +779,7 @@ async def test_reset_password_sets_it_ends_every_session_and_lifts_the_lock(
         locked_until=datetime.now(UTC) + timedelta(minutes=10),
     )
     await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
-    token = mailbox.token(EMAIL, "reset-password")
+    token = await mailbox.token(EMAIL, "reset-password")
     old_hash = await stored_password_hash(session, EMAIL)
 
     response = await client.post(
@@ -811,9 +812,9 @@ async def test_reset_password_expired_replaced_or_unknown_token_is_400(
 ) -> None:
     await create_user(session, email=EMAIL)
     await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
-    replaced = mailbox.token(EMAIL, "reset-password")
+    replaced = await mailbox.token(EMAIL, "reset-password")
     await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
-    current = mailbox.token(EMAIL, "reset-password")
+    current = await mailbox.token(EMAIL, "reset-password")
     await change_user(
         session, EMAIL, password_reset_expires_at=datetime.now(UTC) - timedelta(seconds=1)
     )
@@ -831,7 +832,7 @@ async def test_reset_password_weak_password_is_a_field_error(
 ) -> None:
     await create_user(session, email=EMAIL)
     await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
-    token = mailbox.token(EMAIL, "reset-password")
+    token = await mailbox.token(EMAIL, "reset-password")
     response = await client.post(
         f"{API}/auth/reset-password", json={"token": token, "new_password": "weakweak"}
     )
@@ -846,7 +847,7 @@ async def test_concurrent_resets_with_one_token_have_one_winner(
 ) -> None:
     await create_user(session, email=EMAIL)
     await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
-    token = mailbox.token(EMAIL, "reset-password")
+    token = await mailbox.token(EMAIL, "reset-password")
     passwords = ["F1rst!Passw0rd", "Sec0nd!Passw0rd"]
     responses = await asyncio.gather(
         *(
@@ -873,7 +874,7 @@ async def test_no_response_contains_a_hash(
 ) -> None:
     registered = await register(client)
     verified = await client.post(
-        f"{API}/auth/verify-email", json={"token": mailbox.token(EMAIL, "verify-email")}
+        f"{API}/auth/verify-email", json={"token": await mailbox.token(EMAIL, "verify-email")}
     )
     logged_in = await login(client)
     me = await client.get(f"{API}/users/me", headers=bearer(registered["access_token"]))

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import BackgroundTasks, FastAPI
-from sqlalchemy import update
+from fastapi import FastAPI
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
@@ -15,11 +15,12 @@ from taskapi.auth import service
 from taskapi.auth.cache import UserCache
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
-from taskapi.core.email import ConsoleEmailBackend, Outbox
+from taskapi.core.jobs import Job
 from taskapi.core.security import PasswordHasher
 from tests.support.apps import state_of
 from tests.support.auth import OTHER_PASSWORD, STRONG_PASSWORD, stored_refresh_tokens, stored_user
 from tests.support.factories import DEFAULT_PASSWORD, create_user
+from tests.support.jobs import run_jobs
 
 EMAIL = "ada@example.com"
 CHANGED_ELSEWHERE = "Ch4nged!Elsewhere"
@@ -30,6 +31,13 @@ async def other_session(app: FastAPI) -> AsyncIterator[AsyncSession]:
     """A second connection, standing for another request or instance."""
     async with state_of(app)["sessionmaker"]() as db_session:
         yield db_session
+
+
+async def queued_jobs(session: AsyncSession) -> list[Job]:
+    """What the other connections committed; ends the read at once (SQLite's write lock)."""
+    jobs = list(await session.scalars(select(Job).execution_options(populate_existing=True)))
+    await session.commit()
+    return jobs
 
 
 @pytest.fixture
@@ -159,28 +167,53 @@ async def test_change_password_checks_the_stored_hash(
     assert stored.tokens_valid_after is not None
 
 
-async def test_register_hands_the_email_to_the_outbox_for_after_the_response(
-    session: AsyncSession, settings: Settings, hasher: PasswordHasher
+@pytest.fixture
+async def reader(app: FastAPI) -> AsyncIterator[AsyncSession]:
+    """Another connection that only reads, so it never waits for SQLite's write lock."""
+    async with state_of(app)["read_sessionmaker"]() as db_session:
+        yield db_session
+
+
+async def test_register_queues_the_email_in_its_own_transaction(
+    app: FastAPI,
+    session: AsyncSession,
+    reader: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
 ) -> None:
-    tasks = BackgroundTasks()
+    """Nothing is sent before the commit; a rolled-back registration leaves no job."""
     with capture_logs() as logs:
+        await service.register(
+            session=session,
+            settings=settings,
+            hasher=hasher,
+            email="rolled@example.com",
+            password=STRONG_PASSWORD,
+            full_name="Ada",
+        )
+        await session.rollback()
         tokens = await service.register(
             session=session,
             settings=settings,
             hasher=hasher,
-            outbox=Outbox(ConsoleEmailBackend(), tasks),
             email=EMAIL,
             password=STRONG_PASSWORD,
             full_name="Ada",
         )
+        assert await queued_jobs(reader) == []
         await session.commit()
+        [job] = await queued_jobs(reader)
+        assert job.kind == "auth.verification_email"
+        assert job.payload["user_id"] == str(tokens.user.id)
+        assert set(job.payload) == {"user_id", "nonce"}
         assert [entry for entry in logs if entry["event"] == "email"] == []
-        await tasks()
+        assert await run_jobs(app) == 1
     [sent] = [entry for entry in logs if entry["event"] == "email"]
     assert sent["to"] == EMAIL
     assert sent["link"].startswith("http://frontend.test/verify-email?token=")
-    assert tokens.user.email == EMAIL
-    assert tokens.token_type == "bearer"
+    token = sent["link"].rpartition("=")[2]
+    assert token not in str(job.payload)
+    assert await queued_jobs(reader) == []
 
 
 async def test_logout_all_leaves_other_accounts_alone(

@@ -269,7 +269,7 @@ async def test_verification_unlocks_task_routes_at_once(
     assert (await probe.warm(headers))["is_active"] is False
     assert_problem((await probe.get(TASKS, headers))[0], 403, "email_not_verified")
 
-    token = mailbox.token(EMAIL, "verify-email")
+    token = await mailbox.token(EMAIL, "verify-email")
     verified = await probe.client.post(f"{API}/auth/verify-email", json={"token": token})
     assert verified.status_code == 200
 
@@ -305,7 +305,7 @@ async def test_password_reset_refuses_earlier_tokens_at_once(
 ) -> None:
     await probe.warm(ada.headers)
     await probe.client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
-    token = mailbox.token(EMAIL, "reset-password")
+    token = await mailbox.token(EMAIL, "reset-password")
     reset = await probe.client.post(
         f"{API}/auth/reset-password", json={"token": token, "new_password": OTHER_PASSWORD}
     )

@@ -13,6 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from taskapi.auth.metrics import AUTH_FAILURE_REASONS, record_auth_failure
 from taskapi.core.metrics import BoundedCounter
 from tests.support.apps import AppFactory, SettingsFactory, make_client
+from tests.support.jobs import run_jobs
 from tests.support.metrics import scrape, value
 from tests.support.processes import ServeFactory
 
@@ -64,6 +65,31 @@ async def test_requests_are_labelled_by_route_template_never_raw_path(
     assert delta(duration, handler=TEMPLATE, method="GET") == 2
     handlers = {dict(labels).get("handler") for _, labels in after}
     assert not any(h and ("/items/1" in h or "/items/3" in h or "nothing-" in h) for h in handlers)
+
+
+async def test_metrics_show_the_job_queue_from_the_database(
+    make_settings: SettingsFactory, app_factory: AppFactory
+) -> None:
+    app = await metrics_app(make_settings, app_factory)
+    kind = "auth.verification_email"
+    async with make_client(app) as client:
+        before = await scrape(client)
+        assert value(before, "job_queue_depth", kind=kind, state="waiting") == 0
+        assert ("job_failures_total", frozenset({("kind", kind), ("outcome", "retry")})) in before
+        response = await client.post(
+            "/api/v1/auth/register",
+            json={"email": "ada@example.com", "password": "Str0ng!Passw0rd", "full_name": "Ada"},
+        )
+        assert response.status_code == 201
+        queued = await scrape(client)
+        assert value(queued, "job_queue_depth", kind=kind, state="waiting") == 1
+        assert value(queued, "job_queue_lag_seconds") >= 0
+        await run_jobs(app)
+        after = await scrape(client)
+    assert value(after, "job_queue_depth", kind=kind, state="waiting") == 0
+    assert value(after, "jobs_completed_total", kind=kind) == (
+        value(before, "jobs_completed_total", kind=kind) + 1
+    )
 
 
 async def test_auth_failures_counter_has_a_bounded_label_set(
@@ -189,6 +215,16 @@ async def test_metrics_add_up_across_two_uvicorn_workers(
             == sent
         )
         assert value(samples, "auth_failures_total", reason="invalid_credentials") == 0
+        # The queue gauges are read from the database by whichever process answers: one
+        # series per kind and state, never one per process.
+        periodic = [
+            count
+            for (name, labels), count in samples.items()
+            if name == "job_queue_depth" and dict(labels)["kind"] == "jobs.prune_failed"
+        ]
+        assert len(periodic) == 4
+        assert sum(periodic) in {0, 1}
+        assert not any("pid" in dict(labels) for name, labels in samples if name.startswith("job"))
 
     await asyncio.to_thread(server.stop)
     assert server.process.returncode == 0

@@ -12,7 +12,15 @@ from taskapi.core.config import Settings
 from taskapi.models import Base, compared_by_autogenerate
 from tests.support.backends import DatabaseFactory
 
-TABLES = {"users", "tasks", "categories", "task_categories", "refresh_tokens", "task_counters"}
+TABLES = {
+    "users",
+    "tasks",
+    "categories",
+    "task_categories",
+    "refresh_tokens",
+    "task_counters",
+    "jobs",
+}
 TASK_INDEXES = {
     "ix_tasks_user_id_created_at": "(user_id, created_at, id)",
     "ix_tasks_user_id_deleted_at": "(user_id, deleted_at)",
@@ -112,6 +120,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
         ]
         assert schema["uniques"]["categories"] == [("user_id", "name")]
         assert schema["uniques"]["refresh_tokens"] == [("token_hash",)]
+        assert schema["uniques"]["jobs"] == [("unique_key",)]
         assert schema["foreign_keys"] == {
             ("tasks", "users", "CASCADE"),
             ("categories", "users", "CASCADE"),

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.security import PasswordHasher, hash_token
+from tests.support.jobs import run_jobs
 
 API = "/api/v1"
 STRONG_PASSWORD = "Str0ng!Passw0rd"
@@ -26,20 +28,23 @@ _LINK = re.compile(r"^http://frontend\.test/(verify-email|reset-password)\?token
 
 @dataclass
 class Mailbox:
-    """Messages the console backend logged: the real development backend, read back."""
+    """Messages the console backend logged: the real development backend, read back after
+    running the queued jobs that send them."""
 
+    app: FastAPI
     logs: list[MutableMapping[str, Any]]
 
-    def messages(self, to: str | None = None) -> list[MutableMapping[str, Any]]:
+    async def messages(self, to: str | None = None) -> list[MutableMapping[str, Any]]:
+        await run_jobs(self.app)
         return [
             entry
             for entry in self.logs
             if entry["event"] == "email" and (to is None or entry["to"] == to)
         ]
 
-    def token(self, to: str, kind: str) -> str:
+    async def token(self, to: str, kind: str) -> str:
         """The token of the latest `kind` link ("verify-email" / "reset-password") sent to `to`."""
-        for entry in reversed(self.messages(to)):
+        for entry in reversed(await self.messages(to)):
             match = _LINK.match(entry["link"])
             assert match is not None, entry["link"]
             if match.group(1) == kind:

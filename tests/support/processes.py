@@ -14,8 +14,9 @@ A test that uses `own_postgres` or `own_redis` without naming their programs is 
 error, so a test cannot lose its marker unnoticed.
 
 Fixtures: `own_redis` and `own_postgres`, servers only this test uses, so it may stop and
-restart them (the machine's shared PostgreSQL and Redis are never touched), and `serve`,
-`python -m taskapi serve` on a free port. Every process is stopped by its own PID.
+restart them (the machine's shared PostgreSQL and Redis are never touched), `serve`,
+`python -m taskapi serve` on a free port, and `smtp_server`, an SMTP server (aiosmtpd, in a
+thread) on a free port that keeps what it receives. Every process is stopped by its own PID.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from tests.support.backends import POSTGRES_URL, REDIS_URL, create_postgres_database
+from tests.support.smtp import SmtpServer
 
 REQUIRE_SERVICES_VARIABLE = "TASKAPI_TEST_REQUIRE_SERVICES"
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl")
@@ -366,6 +369,23 @@ class Server:
 
 
 ServeFactory = Callable[[dict[str, str]], Server]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer(port=free_port())
+    controller = Controller(
+        server,
+        hostname="127.0.0.1",
+        port=server.port,
+        authenticator=server.authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield server
+    finally:
+        controller.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """What routers declare to get the caller and auth's resources: `CurrentUser`, `ActiveUser`,
-`AccessClaimsDep`, `UserCacheDep`, `PasswordHasherDep` and `OutboxDep`.
+`AccessClaimsDep`, `UserCacheDep` and `PasswordHasherDep`.
 
 The bearer token is verified here (signature, expiry, issuer, audience), then
 `service.authenticate` finds the user it speaks for through the user cache.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Depends, Request
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,6 @@ from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import User
 from taskapi.core.config import Settings, SettingsDep, SettingsState
 from taskapi.core.db import SessionDep
-from taskapi.core.email import EmailBackend, Outbox
 from taskapi.core.errors import EmailNotVerified, Unauthorized
 from taskapi.core.security import AccessClaims, InvalidToken, PasswordHasher, decode_access_token
 from taskapi.core.state import lifespan_state
@@ -30,7 +29,6 @@ class AuthState(SettingsState):
 
     user_cache: UserCache
     password_hasher: PasswordHasher
-    email_backend: EmailBackend
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:
@@ -41,13 +39,8 @@ async def get_user_cache(request: Request) -> UserCache:
     return lifespan_state(request.scope, AuthState)["user_cache"]
 
 
-async def get_outbox(request: Request, background_tasks: BackgroundTasks) -> Outbox:
-    return Outbox(lifespan_state(request.scope, AuthState)["email_backend"], background_tasks)
-
-
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
-OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 # auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

@@ -1,6 +1,6 @@
 """What the account emails say: email verification and password reset, each with its link.
 
-Delivery (backends, sending after the response) is core/email.py's job.
+Sending them is a job (auth/jobs.py); the backends are core/email.py's.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from taskapi.core.config import Settings
 from taskapi.core.email import OutgoingEmail
 
 
-def verification_email(*, settings: Settings, to: str, full_name: str, token: str) -> OutgoingEmail:
+def verification_email(
+    *, settings: Settings, to: str, full_name: str, token: str, message_id: str | None = None
+) -> OutgoingEmail:
     link = f"{settings.frontend_url}/verify-email?token={token}"
     return _with_link(
+        message_id=message_id,
         to=to,
         full_name=full_name,
         subject="Confirm your email address",
@@ -25,10 +28,11 @@ def verification_email(*, settings: Settings, to: str, full_name: str, token: st
 
 
 def password_reset_email(
-    *, settings: Settings, to: str, full_name: str, token: str
+    *, settings: Settings, to: str, full_name: str, token: str, message_id: str | None = None
 ) -> OutgoingEmail:
     link = f"{settings.frontend_url}/reset-password?token={token}"
     return _with_link(
+        message_id=message_id,
         to=to,
         full_name=full_name,
         subject="Reset your password",
@@ -42,7 +46,15 @@ def password_reset_email(
 
 
 def _with_link(
-    *, to: str, full_name: str, subject: str, lead: str, action: str, expiry: str, link: str
+    *,
+    to: str,
+    full_name: str,
+    subject: str,
+    lead: str,
+    action: str,
+    expiry: str,
+    link: str,
+    message_id: str | None,
 ) -> OutgoingEmail:
     text = f"Hello {full_name},\n\n{lead}\n\n{link}\n\n{expiry}\n"
     name, safe_link = html.escape(full_name), html.escape(link, quote=True)
@@ -53,4 +65,6 @@ def _with_link(
         f"<p>{html.escape(expiry)}</p>"
         "</body></html>"
     )
-    return OutgoingEmail(to=to, subject=subject, text=text, html=body, link=link)
+    return OutgoingEmail(
+        to=to, subject=subject, text=text, html=body, link=link, message_id=message_id
+    )

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from taskapi.auth import service
-from taskapi.auth.dependencies import CurrentUser, OutboxDep, PasswordHasherDep, UserCacheDep
+from taskapi.auth.dependencies import CurrentUser, PasswordHasherDep, UserCacheDep
 from taskapi.auth.models import User
 from taskapi.auth.schemas import (
     Accepted,
@@ -69,13 +69,11 @@ async def register(
     session: SessionDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
-    outbox: OutboxDep,
 ) -> service.LoginTokens:
     return await service.register(
         session=session,
         settings=settings,
         hasher=hasher,
-        outbox=outbox,
         email=body.email,
         password=body.password,
         full_name=body.full_name,
@@ -105,10 +103,9 @@ async def resend_verification(
     session: SessionDep,
     cache: UserCacheDep,
     settings: SettingsDep,
-    outbox: OutboxDep,
 ) -> Accepted:
     await service.resend_verification(
-        session=session, cache=cache, settings=settings, outbox=outbox, email=body.email
+        session=session, cache=cache, settings=settings, email=body.email
     )
     return EMAIL_ON_ITS_WAY
 
@@ -210,11 +207,8 @@ async def forgot_password(
     session: SessionDep,
     cache: UserCacheDep,
     settings: SettingsDep,
-    outbox: OutboxDep,
 ) -> Accepted:
-    await service.forgot_password(
-        session=session, cache=cache, settings=settings, outbox=outbox, email=body.email
-    )
+    await service.forgot_password(session=session, cache=cache, settings=settings, email=body.email)
     return EMAIL_ON_ITS_WAY
 
 

@@ -25,18 +25,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.cache import CACHED_USER_COLUMNS, UserCache
-from taskapi.auth.emails import password_reset_email, verification_email
+from taskapi.auth.jobs import PASSWORD_RESET_EMAIL, VERIFICATION_EMAIL, LinkEmailJob
 from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
-from taskapi.core.email import Outbox
 from taskapi.core.errors import BadRequest, Conflict, Forbidden, Problem, Unauthorized
+from taskapi.core.jobs import enqueue
 from taskapi.core.models import UTCDateTime, new_id, utcnow
 from taskapi.core.security import (
     AccessClaims,
     PasswordHasher,
     create_access_token,
     hash_token,
+    link_token,
     new_opaque_token,
 )
 
@@ -115,6 +116,19 @@ class LoginTokens:
     token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    nonce: str
+    """What the email job keeps; the token is derived from it when the email is sent."""
+    token_hash: str
+    """What the user row keeps."""
+
+
+def _new_link(settings: Settings) -> _Link:
+    nonce = new_opaque_token()
+    return _Link(nonce=nonce, token_hash=hash_token(link_token(settings.secret_key, nonce)))
+
+
 def _bad_credentials() -> InvalidCredentials:
     """One body for an unknown email and a wrong password; kept so a failure count stays."""
     record_auth_failure("invalid_credentials")
@@ -153,7 +167,6 @@ async def register(
     session: AsyncSession,
     settings: Settings,
     hasher: PasswordHasher,
-    outbox: Outbox,
     email: str,
     password: str,
     full_name: str,
@@ -161,13 +174,13 @@ async def register(
     password_hash = await hasher.hash(password)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise EmailTaken("An account with this email already exists.")
-    token = new_opaque_token()
+    link = _new_link(settings)
     user = User(
         email=email,
         password_hash=password_hash,
         full_name=full_name,
         is_active=False,
-        email_verification_token_hash=hash_token(token),
+        email_verification_token_hash=link.token_hash,
         email_verification_expires_at=utcnow() + VERIFICATION_TOKEN_LIFETIME,
     )
     session.add(user)
@@ -177,7 +190,7 @@ async def register(
         # A concurrent registration of the same email committed between our check and insert.
         raise EmailTaken("An account with this email already exists.") from error
     tokens = await _start_family(session=session, settings=settings, user=user)
-    outbox.send(verification_email(settings=settings, to=email, full_name=full_name, token=token))
+    await enqueue(session, VERIFICATION_EMAIL, LinkEmailJob(user_id=user.id, nonce=link.nonce))
     return tokens
 
 
@@ -205,20 +218,18 @@ async def verify_email(*, session: AsyncSession, cache: UserCache, token: str) -
 
 
 async def resend_verification(
-    *, session: AsyncSession, cache: UserCache, settings: Settings, outbox: Outbox, email: str
+    *, session: AsyncSession, cache: UserCache, settings: Settings, email: str
 ) -> None:
     """Silent for unknown and already verified addresses: the answer must not tell."""
     user = await _user_by_email_for_update(session=session, email=email)
     if user is None or user.is_active:
         return
-    token = new_opaque_token()
-    user.email_verification_token_hash = hash_token(token)
+    link = _new_link(settings)
+    user.email_verification_token_hash = link.token_hash
     user.email_verification_expires_at = utcnow() + VERIFICATION_TOKEN_LIFETIME
     await session.flush()
     cache.invalidate_after_commit(session, user.id)
-    outbox.send(
-        verification_email(settings=settings, to=user.email, full_name=user.full_name, token=token)
-    )
+    await enqueue(session, VERIFICATION_EMAIL, LinkEmailJob(user_id=user.id, nonce=link.nonce))
 
 
 async def login(
@@ -399,22 +410,18 @@ async def logout_all(*, session: AsyncSession, cache: UserCache, user_id: uuid.U
 
 
 async def forgot_password(
-    *, session: AsyncSession, cache: UserCache, settings: Settings, outbox: Outbox, email: str
+    *, session: AsyncSession, cache: UserCache, settings: Settings, email: str
 ) -> None:
     """Silent for unknown addresses: the answer must not tell which accounts exist."""
     user = await _user_by_email_for_update(session=session, email=email)
     if user is None:
         return
-    token = new_opaque_token()
-    user.password_reset_token_hash = hash_token(token)
+    link = _new_link(settings)
+    user.password_reset_token_hash = link.token_hash
     user.password_reset_expires_at = utcnow() + RESET_TOKEN_LIFETIME
     await session.flush()
     cache.invalidate_after_commit(session, user.id)
-    outbox.send(
-        password_reset_email(
-            settings=settings, to=user.email, full_name=user.full_name, token=token
-        )
-    )
+    await enqueue(session, PASSWORD_RESET_EMAIL, LinkEmailJob(user_id=user.id, nonce=link.nonce))
 
 
 async def reset_password(

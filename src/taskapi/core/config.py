@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     password_hash_threads: int | None = Field(default=None, ge=1, le=256)
     """Threads that hash passwords; None: one per CPU."""
 
+    worker_enabled: bool = True
+    """Run a job worker inside each `taskapi serve` process (docs/worker.md)."""
+    worker_concurrency: int = Field(default=4, ge=1, le=100)
+    worker_poll_interval_seconds: float = Field(default=1.0, ge=0.01, le=60)
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """`taskapi worker` serves its own /metrics on this port; unset: none."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -1,20 +1,20 @@
-"""Email delivery: the message, the backends that send it (console, SMTP) and the outbox that
-sends it once the response is out.
+"""Email delivery: the message and the backends that send it (console, SMTP).
 
-Mail leaves after the response is sent and a failure is only logged: a slow or broken mail
-server must never delay or fail the request that caused the message. What the messages say
-is up to the features (auth/emails.py).
+Requests never send mail themselves: a feature queues a job (core/jobs.py) in the
+transaction of the change, and the worker sends it after the commit, retrying when the mail
+server fails. What the messages say is up to the features (auth/emails.py).
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
 from typing import Protocol
 
 import aiosmtplib
 import structlog
-from fastapi import BackgroundTasks
 
 from taskapi.core.config import Settings
 
@@ -28,6 +28,15 @@ class OutgoingEmail:
     text: str
     html: str
     link: str
+    message_id: str | None = None
+    """The same for every attempt at one message, so a mail client that sees it twice
+    (a retry after a crash between the send and its record) may show it once."""
+
+
+def message_id(key: uuid.UUID, sender: str) -> str:
+    """A Message-ID made from `key` (the id of the job that sends the message)."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "taskapi.invalid"
+    return f"<{key}@{domain}>"
 
 
 class EmailBackend(Protocol):
@@ -43,6 +52,7 @@ class ConsoleEmailBackend:
             to=message.to,
             subject=message.subject,
             link=message.link,
+            message_id=message.message_id,
             body=message.text,
         )
 
@@ -57,6 +67,8 @@ class SmtpEmailBackend:
         mime["From"] = settings.smtp_from
         mime["To"] = message.to
         mime["Subject"] = message.subject
+        if message.message_id is not None:
+            mime["Message-ID"] = message.message_id
         mime.set_content(message.text)
         mime.add_alternative(message.html, subtype="html")
         with_login = settings.smtp_user is not None and settings.smtp_password is not None
@@ -75,28 +87,3 @@ def create_email_backend(settings: Settings) -> EmailBackend:
     if settings.email_backend == "smtp":
         return SmtpEmailBackend(settings)
     return ConsoleEmailBackend()
-
-
-async def deliver(backend: EmailBackend, message: OutgoingEmail) -> None:
-    """Send, and log a failure without the message: its body may hold a live token."""
-    try:
-        await backend.send(message)
-    except Exception as error:
-        log.warning(
-            "email_send_failed",
-            to=message.to,
-            subject=message.subject,
-            error_type=type(error).__name__,
-            error=str(error),
-        )
-
-
-class Outbox:
-    """What a service hands its messages to: they go out once the response is sent."""
-
-    def __init__(self, backend: EmailBackend, background_tasks: BackgroundTasks) -> None:
-        self._backend = backend
-        self._background_tasks = background_tasks
-
-    def send(self, message: OutgoingEmail) -> None:
-        self._background_tasks.add_task(deliver, self._backend, message)

@@ -10,12 +10,22 @@ then keeps every value in a file there, and `/metrics` sums all workers' files.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import cache
 
-from fastapi import FastAPI
-from prometheus_client import Counter
+import structlog
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
 
@@ -23,6 +33,9 @@ from taskapi.core.middleware import RESPONSE_SENT_AT
 
 METRICS_PATH = "/metrics"
 UNMATCHED_HANDLER = "none"
+BEFORE_SCRAPE_TIMEOUT_SECONDS = 2.0
+
+log = structlog.get_logger("taskapi.metrics")
 
 
 class BoundedCounter:
@@ -73,8 +86,8 @@ def _by_matched_route(info: instrumentator_metrics.Info) -> None:
     id a client invents. The router records the route it matched in the scope, so anything
     it did not match (404, a slash redirect, a 429 or 413 answered before routing) is `none`.
 
-    Its duration runs until the app returns, background tasks (email, up to the SMTP
-    timeout) included: the time since the response was sent is taken off again.
+    Its duration runs until the app returns, background tasks (FastAPI's BackgroundTasks,
+    if a route adds any) included: the time since the response was sent is taken off again.
     """
     if "route" not in info.request.scope:
         info.modified_handler = UNMATCHED_HANDLER
@@ -89,10 +102,37 @@ def create_instrumentator() -> Instrumentator:
     return Instrumentator(should_group_status_codes=False).add(_by_matched_route)
 
 
-def expose_metrics(app: FastAPI, instrumentator: Instrumentator) -> None:
-    instrumentator.expose(
-        app,
-        endpoint=METRICS_PATH,
+def expose_metrics(
+    app: FastAPI,
+    _instrumentator: Instrumentator,
+    *,
+    before_scrape: Callable[[Request], Awaitable[None]] | None = None,
+) -> None:
+    """GET /metrics: every metric of this process, or of all workers in multiprocess mode.
+
+    `before_scrape` refreshes gauges read from elsewhere (the job queue, from the database)
+    first; if it fails or takes over two seconds the answer carries their last values.
+    """
+
+    @app.get(
+        METRICS_PATH,
         include_in_schema=False,
         summary="Prometheus metrics (all workers of this instance)",
     )
+    async def metrics(request: Request) -> Response:
+        if before_scrape is not None:
+            try:
+                async with asyncio.timeout(BEFORE_SCRAPE_TIMEOUT_SECONDS):
+                    await before_scrape(request)
+            except Exception as error:
+                log.warning("metrics_refresh_failed", error_type=type(error).__name__)
+        body = await asyncio.to_thread(generate_latest, _registry())
+        return Response(content=body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client is untyped here
+    return registry

@@ -59,8 +59,8 @@ class RequestContextMiddleware:
             nonlocal status, response_started
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 await send(message)
-                # Background tasks (email) run after this, inside the same ASGI call: the
-                # latency a client sees ends here.
+                # A route's background tasks run after this, inside the same ASGI call:
+                # the latency a client sees ends here.
                 state[RESPONSE_SENT_AT] = time.perf_counter()
                 return
             if message["type"] == "http.response.start":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -188,6 +189,17 @@ def _claims(payload: dict[str, object]) -> AccessClaims:
 def new_opaque_token() -> str:
     """Refresh, verification and reset tokens: 256 random bits as 64 hex characters."""
     return secrets.token_hex(32)
+
+
+LINK_TOKEN_CONTEXT = b"taskapi email link v1:"
+
+
+def link_token(secret: str, nonce: str) -> str:
+    """The token of an emailed link (verification, reset), derived from a random nonce with
+    the server's secret. The job that sends the email keeps only the nonce, so the database
+    never holds a usable token, and every attempt at sending it carries the same one."""
+    mac = hmac.new(secret.encode("utf-8"), LINK_TOKEN_CONTEXT + nonce.encode("utf-8"), "sha256")
+    return mac.hexdigest()
 
 
 def hash_token(token: str) -> str:

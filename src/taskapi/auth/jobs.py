@@ -1,0 +1,138 @@
+"""Account jobs: the verification and password reset emails.
+
+The service queues them in the transaction that stores the link's token hash, so an email
+is sent only for a committed change and is never lost after it. A job carries the user's
+id and the nonce its token derives from (core/security.link_token), never the token. When
+it runs, the email goes out only if that token is still the account's live one: a newer
+link, a used one or an expired one makes the job a no-op.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+from pydantic import BaseModel
+
+from taskapi.auth.emails import password_reset_email, verification_email
+from taskapi.auth.models import User
+from taskapi.core.config import Settings
+from taskapi.core.email import message_id
+from taskapi.core.jobs import JobContext, JobKind, RetryPolicy
+from taskapi.core.security import hash_token, link_token
+
+log = structlog.get_logger("taskapi.auth.jobs")
+
+
+class LinkEmailJob(BaseModel):
+    user_id: uuid.UUID
+    nonce: str
+
+
+def live_link_token(
+    *,
+    settings: Settings,
+    nonce: str,
+    token_hash: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> str | None:
+    """The token derived from `nonce`, if its hash is the stored one and has not expired.
+    Derived with the previous secret too, for a job queued before a key rotation."""
+    if token_hash is None or expires_at is None or expires_at <= now:
+        return None
+    for secret in (settings.secret_key, settings.jwt_secret_key_prev):
+        if secret is None:
+            continue
+        token = link_token(secret, nonce)
+        if hmac.compare_digest(hash_token(token), token_hash):
+            return token
+    return None
+
+
+async def send_verification_email(context: JobContext, job: LinkEmailJob) -> None:
+    user = await context.session.get(User, job.user_id)
+    if user is None or user.is_active:
+        return
+    token = live_link_token(
+        settings=context.settings,
+        nonce=job.nonce,
+        token_hash=user.email_verification_token_hash,
+        expires_at=user.email_verification_expires_at,
+        now=context.now,
+    )
+    if token is None:
+        log.info("link_email_skipped", kind=VERIFICATION_EMAIL.name, reason="link no longer live")
+        return
+    await context.email.send(
+        verification_email(
+            settings=context.settings,
+            to=user.email,
+            full_name=user.full_name,
+            token=token,
+            message_id=message_id(context.job_id, context.settings.smtp_from),
+        )
+    )
+
+
+async def send_password_reset_email(context: JobContext, job: LinkEmailJob) -> None:
+    user = await context.session.get(User, job.user_id)
+    if user is None:
+        return
+    token = live_link_token(
+        settings=context.settings,
+        nonce=job.nonce,
+        token_hash=user.password_reset_token_hash,
+        expires_at=user.password_reset_expires_at,
+        now=context.now,
+    )
+    if token is None:
+        log.info("link_email_skipped", kind=PASSWORD_RESET_EMAIL.name, reason="link no longer live")
+        return
+    await context.email.send(
+        password_reset_email(
+            settings=context.settings,
+            to=user.email,
+            full_name=user.full_name,
+            token=token,
+            message_id=message_id(context.job_id, context.settings.smtp_from),
+        )
+    )
+
+
+VERIFICATION_EMAIL = JobKind(
+    name="auth.verification_email",
+    payload=LinkEmailJob,
+    handler=send_verification_email,
+    # The link works for 24 hours: retrying past that would send a dead link.
+    retry=RetryPolicy(
+        delays=(
+            timedelta(seconds=10),
+            timedelta(minutes=1),
+            timedelta(minutes=5),
+            timedelta(minutes=30),
+            timedelta(hours=2),
+            timedelta(hours=6),
+        ),
+        max_age=timedelta(hours=24),
+    ),
+)
+PASSWORD_RESET_EMAIL = JobKind(
+    name="auth.password_reset_email",
+    payload=LinkEmailJob,
+    handler=send_password_reset_email,
+    # The link works for an hour.
+    retry=RetryPolicy(
+        delays=(
+            timedelta(seconds=10),
+            timedelta(minutes=1),
+            timedelta(minutes=5),
+            timedelta(minutes=15),
+        ),
+        max_age=timedelta(hours=1),
+    ),
+)
+
+JOB_KINDS = (VERIFICATION_EMAIL, PASSWORD_RESET_EMAIL)
