@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -47,24 +46,7 @@ from tests.support.job_kinds import (
     effects,
     job_effects,
 )
-from tests.support.jobs import wait_until
-
-
-def _a_second_from_now() -> datetime:
-    return utcnow() + timedelta(seconds=1)
-
-
-@dataclass
-class FakeClock:
-    """Starts a second ahead of real time, so that jobs queued during the test are due."""
-
-    now: datetime = field(default_factory=_a_second_from_now)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from tests.support.jobs import FakeClock, wait_until
 
 
 @pytest.fixture

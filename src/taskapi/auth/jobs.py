@@ -1,4 +1,4 @@
-"""Account jobs: the verification and password reset emails.
+"""Account jobs: the verification and password reset emails, and forgetting expired tokens.
 
 The service queues them in the transaction that stores the link's token hash, so an email
 is sent only for a committed change and is never lost after it. A job carries the user's
@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 
 import structlog
 from pydantic import BaseModel
+from sqlalchemy import delete, select, update
 
 from taskapi.auth.emails import password_reset_email, verification_email
-from taskapi.auth.models import User
+from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
 from taskapi.core.email import message_id
-from taskapi.core.jobs import JobContext, JobKind, RetryPolicy
+from taskapi.core.jobs import JobContext, JobKind, NoPayload, RetryPolicy
 from taskapi.core.security import hash_token, link_token
 
 log = structlog.get_logger("taskapi.auth.jobs")
@@ -135,4 +136,40 @@ PASSWORD_RESET_EMAIL = JobKind(
     ),
 )
 
-JOB_KINDS = (VERIFICATION_EMAIL, PASSWORD_RESET_EMAIL)
+
+async def delete_expired_tokens(context: JobContext, _payload: NoPayload) -> None:
+    """Forget what can no longer be used: expired verification and reset links, and the
+    refresh tokens of sessions that have ended (no live token left in the family). A
+    rotated token of a live session stays, so that presenting it again still revokes the
+    session (reuse detection)."""
+    session, now = context.session, context.now
+    live_families = select(RefreshToken.family_id).where(
+        RefreshToken.expires_at > now, RefreshToken.revoked_at.is_(None)
+    )
+    await session.execute(
+        delete(RefreshToken).where(
+            RefreshToken.expires_at <= now, RefreshToken.family_id.not_in(live_families)
+        )
+    )
+    await session.execute(
+        update(User)
+        .where(User.email_verification_expires_at <= now)
+        .values(email_verification_token_hash=None, email_verification_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(User)
+        .where(User.password_reset_expires_at <= now)
+        .values(password_reset_token_hash=None, password_reset_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+DELETE_EXPIRED_TOKENS = JobKind(
+    name="auth.delete_expired_tokens",
+    payload=NoPayload,
+    handler=delete_expired_tokens,
+    every=timedelta(hours=1),
+)
+
+JOB_KINDS = (VERIFICATION_EMAIL, PASSWORD_RESET_EMAIL, DELETE_EXPIRED_TOKENS)

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     password_hash_threads: int | None = Field(default=None, ge=1, le=256)
     """Threads that hash passwords; None: one per CPU."""
 
+    trash_retention_days: int = Field(default=30, ge=1, le=3650)
+    """Deleted tasks are purged for good this many days after their deletion."""
+
     worker_enabled: bool = True
     """Run a job worker inside each `taskapi serve` process (docs/worker.md)."""
     worker_concurrency: int = Field(default=4, ge=1, le=100)

@@ -97,7 +97,7 @@ async def create_task(
     summary="List your tasks",
     description=(
         "Filters combine with AND. Default order: newest first (`created_at desc`). "
-        "Deleted tasks never appear."
+        "Deleted tasks appear only with `deleted=true` (the trash), each with `deleted_at`."
     ),
     responses=problem_responses(400, InvalidCursor, 401, 403),
 )
@@ -166,11 +166,30 @@ async def update_task(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task",
-    description="The task disappears from every answer; a second delete is 404.",
+    description="The task moves to the trash (`GET /tasks?deleted=true`), from where "
+    "`POST /tasks/{id}/restore` brings it back, until it is purged for good "
+    "TRASH_RETENTION_DAYS (30 by default) later. A second delete is 404.",
     responses=problem_responses(400, 401, 403, 404),
 )
 async def delete_task(task_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
     await service.delete_task(session=session, user=user, task_id=task_id)
+
+
+@router.post(
+    "/{task_id}/restore",
+    response_model=TaskRead,
+    summary="Restore a task from the trash",
+    description="The task is back where it was, with its categories; its version goes up by "
+    "one (new `ETag`). 404 when the task is not in your trash (never deleted, purged, or not "
+    "yours).",
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
+)
+async def restore_task(
+    task_id: uuid.UUID, session: SessionDep, user: ActiveUser, response: Response
+) -> Task:
+    task = await service.restore_task(session=session, user=user, task_id=task_id)
+    set_etag(response, task.version)
+    return task
 
 
 @category_assignment_router.post(

@@ -150,6 +150,9 @@ class TaskRead(BaseModel):
     categories: list[CategoryRead]
     created_at: UTCDatetime
     updated_at: UTCDatetime
+    deleted_at: UTCDatetime | None = Field(
+        None, description="When it went to the trash; null for a task that is not deleted."
+    )
 
 
 class TaskPage(PageRead[TaskRead]):
@@ -196,6 +199,13 @@ class TaskListQuery(BaseModel):
         ),
     )
     sort_order: SortOrder = SortOrder.DESC
+    deleted: bool = Field(
+        False,
+        description=(
+            "true: your deleted tasks (the trash) instead, newest deletion first, until "
+            "they are purged; the filters apply, sort_by and sort_order do not."
+        ),
+    )
 
     @field_validator("q")
     @classmethod

@@ -127,6 +127,11 @@ def _owned(user_id: IdOrParam) -> ColumnElement[bool]:
     return and_(Task.user_id == user_id, Task.deleted_at.is_(None))
 
 
+def _in_trash(user_id: IdOrParam) -> ColumnElement[bool]:
+    """This user's deleted tasks, until they are purged."""
+    return and_(Task.user_id == user_id, Task.deleted_at.is_not(None))
+
+
 def _owned_task(user_id: IdOrParam, task_id: IdOrParam) -> ColumnElement[bool]:
     return and_(_owned(user_id), Task.id == task_id)
 
@@ -192,27 +197,27 @@ def list_statements(
 
     The page asks for one row more than the limit: whether it comes back says whether there
     is a next page, without a second query. The unfiltered total is the trigger-kept
-    counter (migration 0002): one row read, however many tasks the user has.
+    counter (migration 0002): one row read, however many tasks the user has. The trash
+    (`deleted=true`) lists deleted tasks instead, newest deletion first, and counts them.
     """
     filters = _filters(query)
-    criteria = [_owned(user_id), *filters]
-    key = _sort_key(query.sort_by, dialect)
-    ascending = query.sort_order is SortOrder.ASC
-    ordered_key = key.asc() if ascending else key.desc()
-    if query.sort_by is TaskSortField.DUE_DATE:
+    criteria = [_in_trash(user_id) if query.deleted else _owned(user_id), *filters]
+    order = _order(query, dialect)
+    ordered_key = order.key.asc() if order.ascending else order.key.desc()
+    if order.due_dates:
         ordered_key = ordered_key.nulls_last()
     page: Select[Any] = (
-        select(*TASK_COLUMNS, key.label("sort_key"))
+        select(*TASK_COLUMNS, order.key.label("sort_key"))
         .where(*criteria)
-        .order_by(ordered_key, Task.id.asc() if ascending else Task.id.desc())
+        .order_by(ordered_key, Task.id.asc() if order.ascending else Task.id.desc())
         .limit(paging.limit + 1)
     )
     if paging.cursor is not None:
-        after = _decode_position(paging.cursor, query, dialect)
-        return ListStatements(count=None, page=page.where(_after(key, after, query, ascending)))
+        after = _decode_position(paging.cursor, order, dialect)
+        return ListStatements(count=None, page=page.where(_after(order, after)))
     count: Select[int] = (
         select(func.count()).select_from(Task).where(*criteria)
-        if filters
+        if filters or query.deleted
         else select(
             func.coalesce(
                 select(TaskCounter.live_tasks)
@@ -249,7 +254,9 @@ async def list_tasks(
     next_cursor = None
     if len(rows) > paging.limit:
         rows = rows[: paging.limit]
-        next_cursor = _encode_position(query, rows[-1].sort_key, rows[-1].id)
+        next_cursor = _encode_position(
+            _order(query, connection.dialect), rows[-1].sort_key, rows[-1].id
+        )
     items = [dict(row._mapping) for row in rows]
     await _attach_categories(connection, items)
     return Page(
@@ -281,38 +288,68 @@ class _Position:
     task_id: uuid.UUID
 
 
-def _encode_position(query: TaskListQuery, key: Any, task_id: uuid.UUID) -> str:
+TRASH_ORDER = "deleted_at"
+"""The one order of the trash, as its cursors name it."""
+
+
+@dataclass(frozen=True)
+class _Order:
+    """How a list is ordered: the sort a cursor names, its direction, the key expression."""
+
+    name: str
+    ascending: bool
+    key: SQLColumnExpression[Any]
+
+    @property
+    def direction(self) -> str:
+        return (SortOrder.ASC if self.ascending else SortOrder.DESC).value
+
+    @property
+    def due_dates(self) -> bool:
+        """Due dates sort NULLs last both ways."""
+        return self.name == TaskSortField.DUE_DATE.value
+
+
+def _order(query: TaskListQuery, dialect: Dialect) -> _Order:
+    if query.deleted:
+        return _Order(TRASH_ORDER, ascending=False, key=Task.deleted_at)
+    return _Order(
+        query.sort_by.value,
+        ascending=query.sort_order is SortOrder.ASC,
+        key=_sort_key(query.sort_by, dialect),
+    )
+
+
+def _encode_position(order: _Order, key: Any, task_id: uuid.UUID) -> str:
     if isinstance(key, datetime):
         key = key.isoformat()
     elif isinstance(key, enum.Enum):
         key = key.value
-    return encode_cursor(
-        {"s": query.sort_by.value, "o": query.sort_order.value, "k": key, "i": str(task_id)}
-    )
+    return encode_cursor({"s": order.name, "o": order.direction, "k": key, "i": str(task_id)})
 
 
-def _decode_position(cursor: str, query: TaskListQuery, dialect: Dialect) -> _Position:
+def _decode_position(cursor: str, order: _Order, dialect: Dialect) -> _Position:
     """A cursor only continues the list it came from: same sort field and direction."""
     position = decode_cursor(cursor)
-    if position.get("s") != query.sort_by.value or position.get("o") != query.sort_order.value:
+    if position.get("s") != order.name or position.get("o") != order.direction:
         raise InvalidCursor
     raw_key = position.get("k")
     try:
         task_id = uuid.UUID(str(position.get("i")))
-        key = _key_from_json(query.sort_by, raw_key, dialect)
+        key = _key_from_json(order.name, raw_key, dialect)
     except (TypeError, ValueError) as error:
         raise InvalidCursor from error
     return _Position(key=key, task_id=task_id)
 
 
-def _key_from_json(field: TaskSortField, raw: Any, dialect: Dialect) -> Any:
+def _key_from_json(field: str, raw: Any, dialect: Dialect) -> Any:
     match field:
-        case TaskSortField.CREATED_AT | TaskSortField.UPDATED_AT:
+        case TaskSortField.CREATED_AT | TaskSortField.UPDATED_AT | "deleted_at":
             return as_utc(datetime.fromisoformat(raw))
         case TaskSortField.DUE_DATE:
             return None if raw is None else as_utc(datetime.fromisoformat(raw))
         case TaskSortField.PRIORITY | TaskSortField.STATUS:
-            members = TaskPriority if field is TaskSortField.PRIORITY else TaskStatus
+            members = TaskPriority if field == TaskSortField.PRIORITY else TaskStatus
             if dialect.name == "postgresql":
                 return members(raw)
             if not isinstance(raw, int) or isinstance(raw, bool):
@@ -322,19 +359,19 @@ def _key_from_json(field: TaskSortField, raw: Any, dialect: Dialect) -> Any:
             if not isinstance(raw, str):
                 raise TypeError("text expected")
             return raw
+        case _:
+            raise ValueError(f"unknown sort {field!r}")
 
 
-def _after(
-    key: SQLColumnExpression[Any], after: _Position, query: TaskListQuery, ascending: bool
-) -> ColumnElement[bool]:
+def _after(order: _Order, after: _Position) -> ColumnElement[bool]:
     """Rows strictly after `after` in the list's order: a row-value comparison, which
     PostgreSQL answers with one index seek. Due dates sort NULLs last both ways."""
-    beyond = operator.gt if ascending else operator.lt
-    if query.sort_by is TaskSortField.DUE_DATE and after.key is None:
+    beyond = operator.gt if order.ascending else operator.lt
+    if order.due_dates and after.key is None:
         return and_(Task.due_date.is_(None), beyond(Task.id, after.task_id))
     # A plain tuple on the right is bound with the left side's column types (UTC handling).
-    later: ColumnElement[bool] = beyond(tuple_(key, Task.id), (after.key, after.task_id))
-    if query.sort_by is TaskSortField.DUE_DATE:
+    later: ColumnElement[bool] = beyond(tuple_(order.key, Task.id), (after.key, after.task_id))
+    if order.due_dates:
         return or_(Task.due_date.is_(None), later)
     return later
 
@@ -456,6 +493,21 @@ async def delete_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) 
     )
     if deleted is None:
         raise TaskNotFound
+
+
+async def restore_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> Task:
+    """Take the task out of the trash: live again, with version + 1."""
+    task = await session.scalar(
+        update(Task)
+        .where(_in_trash(user.id), Task.id == task_id)
+        .values(deleted_at=None, version=Task.version + 1, updated_at=utcnow())
+        .returning(Task)
+        .options(selectinload(Task.categories))
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    if task is None:
+        raise TaskNotFound
+    return task
 
 
 async def touch_task(*, session: AsyncSession, task: Task) -> None:
