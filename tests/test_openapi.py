@@ -161,7 +161,12 @@ def test_every_problem_response_lists_its_codes(document: dict[str, Any]) -> Non
             assert all(f"`{code}`" in response["description"] for code in codes)
     update = document["paths"]["/api/v1/tasks/{task_id}"]["patch"]["responses"]
     assert update["409"]["x-problem-codes"] == ["version_conflict"]
-    assert update["400"]["x-problem-codes"] == ["bad_request", "invalid_json", "validation_error"]
+    assert update["400"]["x-problem-codes"] == [
+        "bad_request",
+        "invalid_json",
+        "invalid_recurrence",
+        "validation_error",
+    ]
 
 
 def test_every_response_header_has_a_schema(document: dict[str, Any]) -> None:

@@ -1,15 +1,18 @@
 import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from taskapi.core import migrations
 from taskapi.core.config import Settings
-from taskapi.models import Base, compared_by_autogenerate
+from taskapi.models import Base, Category, Task, User, compared_by_autogenerate, task_categories
+from taskapi.tasks.models import TaskCounter
 from tests.support.backends import DatabaseFactory
 
 TABLES = {
@@ -35,6 +38,11 @@ TASK_INDEXES_BEFORE_0003 = {
     "ix_tasks_deleted_at": "(deleted_at)",
     "ix_tasks_user_id_title": "(user_id, title)",
 }
+TASK_INDEXES_FROM_0005 = {
+    "ix_tasks_user_id_completed_at": "(user_id, completed_at)",
+    "ix_tasks_next_occurrence_id": "(next_occurrence_id)",
+    "ix_tasks_trash": "(deleted_at) WHERE deleted_at IS NOT NULL",
+}
 # The title sort key is in byte order: SQLite compares bytes by default, PostgreSQL is told.
 BYTE_ORDER = {"postgresql": ' COLLATE "C"', "sqlite": ""}
 
@@ -55,6 +63,7 @@ def _task_indexes(connection: Connection) -> dict[str, str]:
         if definition is None or name.startswith("pk_"):
             continue  # the primary key
         keys = definition[definition.index("(") :]
+        keys = re.sub(r" WHERE \((.*)\)$", r" WHERE \1", keys)
         indexes[name] = re.sub(r"\(\((\w+)\)::text\)", r"(\1)", keys)
     return indexes
 
@@ -112,7 +121,9 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
             schema = await connection.run_sync(_schema)
         assert schema["tables"] == TABLES
         dialect = engine.dialect.name
-        assert schema["task_indexes"] == _expected(TASK_INDEXES, dialect)
+        assert schema["task_indexes"] == _expected(
+            {**TASK_INDEXES, **TASK_INDEXES_FROM_0005}, dialect
+        )
         assert schema["uniques"]["users"] == [
             ("email",),
             ("email_verification_token_hash",),
@@ -128,6 +139,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
             ("task_categories", "tasks", "CASCADE"),
             ("task_categories", "categories", "CASCADE"),
             ("task_counters", "users", "CASCADE"),
+            ("tasks", "tasks", "SET NULL"),
         }
         assert schema["diff"] == [], "the migration and the ORM models disagree"
         if engine.dialect.name == "postgresql":
@@ -142,7 +154,9 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
         await engine.dispose()
         await migrations.upgrade_async(settings)
         async with engine.connect() as connection:
-            assert await connection.run_sync(_task_indexes) == _expected(TASK_INDEXES, dialect)
+            assert await connection.run_sync(_task_indexes) == _expected(
+                {**TASK_INDEXES, **TASK_INDEXES_FROM_0005}, dialect
+            )
 
         await engine.dispose()
         await migrations.downgrade_async(settings, "base")
@@ -158,3 +172,77 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
         assert again["diff"] == []
     finally:
         await engine.dispose()
+
+
+async def test_0005_upgrades_a_populated_database_and_keeps_its_triggers(
+    new_database_url: DatabaseFactory,
+) -> None:
+    """From the previous head, with users, tasks (one completed, one deleted) and a category
+    link in it: the rows stay, completed tasks get their last change as completion time,
+    and the task counter still counts."""
+    url = await new_database_url()
+    settings = Settings(_env_file=None, app_env="test", database_url=url)
+    engine = create_async_engine(url)
+    user, category = uuid.uuid4(), uuid.uuid4()
+    tasks = {name: uuid.uuid4() for name in ("open", "done", "gone")}
+    changed = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    try:
+        await migrations.upgrade_async(settings, "0004")
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(User).values(
+                    id=user, email="ada@example.com", password_hash="x", full_name="Ada"
+                )
+            )
+            await connection.execute(
+                insert(Category).values(id=category, user_id=user, name="Home")
+            )
+            for name, task_id in tasks.items():
+                await connection.execute(
+                    insert(Task).values(
+                        id=task_id,
+                        user_id=user,
+                        title=name,
+                        status="completed" if name == "done" else "pending",
+                        deleted_at=changed if name == "gone" else None,
+                        updated_at=changed,
+                    )
+                )
+            await connection.execute(
+                insert(task_categories).values(task_id=tasks["done"], category_id=category)
+            )
+        await engine.dispose()
+
+        await migrations.upgrade_async(settings)
+        async with engine.begin() as connection:
+            rows = {
+                row.title: row
+                for row in await connection.execute(
+                    select(Task.title, Task.completed_at, Task.deleted_at, Task.recurrence)
+                )
+            }
+            assert rows["done"].completed_at == changed
+            assert rows["open"].completed_at is None
+            assert rows["gone"].deleted_at == changed
+            links = await connection.scalar(select(func.count()).select_from(task_categories))
+            assert links == 1
+            assert await _live_tasks(connection, user) == 2
+            await connection.execute(insert(Task).values(user_id=user, title="new"))
+            assert await _live_tasks(connection, user) == 3
+        await engine.dispose()
+
+        await migrations.downgrade_async(settings, "0004")
+        async with engine.begin() as connection:
+            await connection.execute(insert(Task).values(user_id=user, title="after"))
+            assert await _live_tasks(connection, user) == 4
+            titles = await connection.scalars(text("SELECT title FROM tasks"))
+            assert sorted(titles) == ["after", "done", "gone", "new", "open"]
+    finally:
+        await engine.dispose()
+
+
+async def _live_tasks(connection: AsyncConnection, user: uuid.UUID) -> int:
+    count = await connection.scalar(
+        select(TaskCounter.live_tasks).where(TaskCounter.user_id == user)
+    )
+    return int(count or 0)

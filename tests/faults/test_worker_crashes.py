@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.core.db import create_sessionmaker
 from taskapi.core.jobs import Job, enqueue
+from taskapi.core.models import utcnow
 from tests.support.job_kinds import RECORD, Note, create_effects_table, effects, effects_by_worker
 from tests.support.jobs import wait_until
 from tests.support.processes import ServeFactory
@@ -92,11 +94,13 @@ async def test_a_registration_committed_before_a_kill_gets_its_email_once_after_
     assert response.status_code == 201
     kill(first.process)
     assert smtp_server.messages == []
-    assert await pending_jobs(engine, "auth.") == 1
+    assert await pending_jobs(engine, "auth.verification_email") == 1
 
     second = serve(env)
     await wait_until(lambda: bool(smtp_server.messages), "the email after the restart")
-    await wait_until(lambda: _none_pending(engine, "auth."), "the job to be done", within=30)
+    await wait_until(
+        lambda: _none_pending(engine, "auth.verification_email"), "the job to be done", within=30
+    )
     token = verification_token(smtp_server)
     verified = await post(second.base_url, "/auth/verify-email", {"token": token})
     assert verified.status_code == 200
@@ -121,6 +125,40 @@ def start_taskapi_worker(env: dict[str, str], cwd: Path, log: Path) -> subproces
 
 async def _none_pending(engine: AsyncEngine, prefix: str) -> bool:
     return await pending_jobs(engine, prefix) == 0
+
+
+async def test_a_reminder_due_while_no_worker_ran_is_sent_once_after_restart(
+    serve: ServeFactory, smtp_server: SmtpServer, database: Any
+) -> None:
+    url, engine = database
+    env = {**mail_env(smtp_server, url), "REQUIRE_EMAIL_VERIFICATION": "false"}
+    first = serve({**env, "WORKER_ENABLED": "false"})
+    registered = await post(
+        first.base_url,
+        "/auth/register",
+        {"email": "ada@example.com", "password": PASSWORD, "full_name": "Ada"},
+    )
+    assert registered.status_code == 201
+    remind_at = utcnow() + timedelta(seconds=2)
+    async with httpx.AsyncClient(base_url=first.base_url, timeout=10) as http:
+        created = await http.post(
+            f"{API}/tasks",
+            json={"title": "Stretch", "remind_at": remind_at.isoformat()},
+            headers={"Authorization": f"Bearer {registered.json()['access_token']}"},
+        )
+    assert created.status_code == 201, created.text
+    kill(first.process)
+    await wait_until(lambda: utcnow() > remind_at + timedelta(seconds=1), "the reminder time")
+    assert smtp_server.messages == []
+
+    serve(env)
+    await wait_until(lambda: len(smtp_server.messages) == 2, "the reminder and the welcome")
+    await wait_until(lambda: _none_pending(engine, "tasks.reminder"), "the reminder job done")
+    await wait_until(
+        lambda: _none_pending(engine, "auth.verification_email"), "the verification job done"
+    )
+    subjects = sorted(message["Subject"] for _, message in smtp_server.messages)
+    assert subjects == ["Confirm your email address", "Reminder: Stretch"]
 
 
 @pytest.fixture
@@ -236,7 +274,9 @@ async def test_taskapi_worker_sends_queued_email_and_stops_cleanly_on_sigterm(
     worker = start_taskapi_worker(env, tmp_path, log)
     try:
         await wait_until(lambda: bool(smtp_server.messages), "the email from taskapi worker")
-        await wait_until(lambda: _none_pending(engine, "auth."), "the job to be done")
+        await wait_until(
+            lambda: _none_pending(engine, "auth.verification_email"), "the job to be done"
+        )
         verification_token(smtp_server)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0

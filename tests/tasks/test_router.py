@@ -65,6 +65,11 @@ async def test_create_answers_201_with_defaults_and_stores_the_task(
         "categories",
         "created_at",
         "updated_at",
+        "deleted_at",
+        "completed_at",
+        "remind_at",
+        "recurrence",
+        "next_occurrence_id",
     }
     assert parse_time(body["created_at"]) >= before - timedelta(seconds=1)
     assert parse_time(body["updated_at"]) == parse_time(body["created_at"])

@@ -17,6 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 # Imported at run time: the relationship below needs the class mapped before first use.
 from taskapi.categories.models import Category
 from taskapi.core.models import Base, Timestamps, UUIDPrimaryKey
+from taskapi.tasks.recurrence import MAX_RULE_LENGTH
 
 
 class TaskStatus(enum.StrEnum):
@@ -59,6 +60,13 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
         Index("ix_tasks_user_id_created_at", "user_id", "created_at", "id"),
         Index("ix_tasks_user_id_updated_at", "user_id", "updated_at"),
+        Index("ix_tasks_user_id_completed_at", "user_id", "completed_at"),
+        Index(
+            "ix_tasks_trash",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -72,6 +80,17 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     )
     due_date: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    """When it went to the trash; ix_tasks_trash serves the purge."""
+    completed_at: Mapped[datetime | None]
+    """Set when the status becomes completed, cleared when it leaves it."""
+    remind_at: Mapped[datetime | None]
+    """When the owner gets a reminder email (a job keyed by the task, tasks/jobs.py)."""
+    recurrence: Mapped[str | None] = mapped_column(String(MAX_RULE_LENGTH))
+    """An RRULE (tasks/recurrence.py), canonical spelling; needs a due date."""
+    next_occurrence_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), index=True
+    )
+    """The task completing this recurring one created: the next in its series."""
     version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
 
     categories: Mapped[list[Category]] = relationship(

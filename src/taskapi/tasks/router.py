@@ -18,6 +18,7 @@ from taskapi.core.openapi import problem_responses
 from taskapi.core.pagination import InvalidCursor, Page, PageParams
 from taskapi.tasks import service
 from taskapi.tasks.models import Task
+from taskapi.tasks.recurrence import InvalidRecurrence
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskListQuery,
@@ -79,7 +80,7 @@ IfMatchVersion = Annotated[int | None, Depends(_if_match_version)]
     description="Status starts as `pending` and version as 1, whatever the body says.",
     responses={
         201: {"headers": {**_ETAG_HEADER, "Location": {"schema": {"type": "string"}}}},
-        **problem_responses(400, 401, 403),
+        **problem_responses(400, InvalidRecurrence, 401, 403),
     },
 )
 async def create_task(
@@ -129,7 +130,9 @@ async def get_task(
     response_model=TaskRead,
     summary="Change a task",
     description=(
-        "Only the fields sent change; `null` clears description or due_date. Send the "
+        "Only the fields sent change; `null` clears description, due_date, remind_at or "
+        "recurrence. Setting a recurring task to completed also creates the next task of its "
+        "series (its id in `next_occurrence_id`). Send the "
         "version you last read as `version` or `If-Match` (if both, they must agree): a "
         "stale one answers 409 `version_conflict` with `current_version`, none answers 428."
     ),
@@ -138,6 +141,7 @@ async def get_task(
         **problem_responses(
             400,
             BadRequest,
+            InvalidRecurrence,
             401,
             403,
             404,

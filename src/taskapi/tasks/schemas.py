@@ -60,6 +60,12 @@ def _not_in_past(value: datetime) -> datetime:
     return value
 
 
+def _reminder_not_in_past(value: datetime) -> datetime:
+    if value < datetime.now(UTC):
+        raise ValueError("Reminder time must not be in the past")
+    return value
+
+
 UTCDatetime = Annotated[datetime, BeforeValidator(_iso_date_time), AfterValidator(as_utc)]
 DueDate = Annotated[
     datetime,
@@ -67,6 +73,13 @@ DueDate = Annotated[
     AfterValidator(as_utc),
     AfterValidator(_not_in_past),
 ]
+RemindAt = Annotated[
+    datetime,
+    BeforeValidator(_iso_date_time),
+    AfterValidator(as_utc),
+    AfterValidator(_reminder_not_in_past),
+]
+RecurrenceRule = Annotated[str, NoNul()]
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200), NoNul()
 ]
@@ -93,7 +106,20 @@ _TASK_EXAMPLE: dict[str, JsonValue] = {
     ],
     "created_at": "2026-11-21T08:00:00Z",
     "updated_at": "2026-11-21T08:00:00Z",
+    "remind_at": "2030-12-01T08:00:00Z",
+    "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1",
 }
+
+_REMIND_AT = (
+    "When to email you a reminder naming the task, its due date and its link; not in the "
+    "past. Changing it moves the reminder; completing or deleting the task cancels it."
+)
+_RECURRENCE = (
+    "An RRULE: FREQ=DAILY|WEEKLY|MONTHLY|YEARLY with optional INTERVAL, BYDAY, BYMONTHDAY, "
+    "COUNT or UNTIL, such as FREQ=WEEKLY;BYDAY=MO,WE. Needs a due date. Expanded in UTC from "
+    "the due date: completing the task creates the next one, due at the next occurrence. "
+    "Anything else is 400 invalid_recurrence."
+)
 
 
 class TaskCreate(BaseModel):
@@ -116,6 +142,8 @@ class TaskCreate(BaseModel):
     due_date: DueDate | None = Field(
         None, description="Not in the past. Without an offset it is taken as UTC."
     )
+    remind_at: RemindAt | None = Field(None, description=_REMIND_AT)
+    recurrence: RecurrenceRule | None = Field(None, description=_RECURRENCE)
 
 
 class TaskUpdate(BaseModel):
@@ -131,6 +159,10 @@ class TaskUpdate(BaseModel):
     status: Omittable[TaskStatus] = None
     priority: Omittable[TaskPriority] = None
     due_date: DueDate | None = Field(None, description="Not in the past; `null` clears it.")
+    remind_at: RemindAt | None = Field(None, description=_REMIND_AT + " `null` clears it.")
+    recurrence: RecurrenceRule | None = Field(
+        None, description=_RECURRENCE + " `null` ends the series."
+    )
     version: Version | None = Field(
         None,
         description="The version you last read. If `If-Match` is sent too, the two must agree.",
@@ -152,6 +184,18 @@ class TaskRead(BaseModel):
     updated_at: UTCDatetime
     deleted_at: UTCDatetime | None = Field(
         None, description="When it went to the trash; null for a task that is not deleted."
+    )
+    completed_at: UTCDatetime | None = Field(
+        None, description="When its status became completed; null while it is not completed."
+    )
+    remind_at: UTCDatetime | None = Field(
+        description="When the reminder email goes out; null for none."
+    )
+    recurrence: str | None = Field(description="The RRULE, in canonical spelling; null for none.")
+    next_occurrence_id: uuid.UUID | None = Field(
+        None,
+        description="The task that completing this recurring one created: the next in its "
+        "series; null until then, or when the series ended.",
     )
 
 

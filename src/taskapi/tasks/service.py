@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     SQLColumnExpression,
+    Uuid,
     and_,
     bindparam,
     case,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
@@ -49,6 +51,7 @@ from taskapi.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from taskapi.tasks.jobs import arm_reminder, cancel_reminder
 from taskapi.tasks.models import (
     Task,
     TaskCounter,
@@ -57,6 +60,7 @@ from taskapi.tasks.models import (
     TitleSortKey,
     task_categories,
 )
+from taskapi.tasks.recurrence import InvalidRecurrence, Recurrence
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskListQuery,
@@ -145,6 +149,7 @@ _GET_TASK = (
 
 
 async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) -> Task:
+    recurrence = _checked_recurrence(data.recurrence, due_date=data.due_date)
     now = utcnow()
     task = Task(
         user_id=user.id,
@@ -152,6 +157,8 @@ async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) ->
         description=data.description,
         priority=data.priority,
         due_date=data.due_date,
+        remind_at=data.remind_at,
+        recurrence=recurrence,
         status=TaskStatus.PENDING,
         version=1,
         categories=[],
@@ -160,7 +167,20 @@ async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) ->
     )
     session.add(task)
     await session.flush()
+    if task.remind_at is not None:
+        await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
     return task
+
+
+def _checked_recurrence(rule: str | None, *, due_date: datetime | None) -> str | None:
+    """The rule in canonical spelling; InvalidRecurrence if it is not one we accept or the
+    task has no due date to count from."""
+    if rule is None:
+        return None
+    canonical = str(Recurrence.parse(rule))
+    if due_date is None:
+        raise InvalidRecurrence("a recurring task needs a due_date")
+    return canonical
 
 
 async def get_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> Task:
@@ -449,6 +469,19 @@ def _expected_version(body_version: int | None, if_match: int | None) -> int:
     return body_version
 
 
+_BEFORE_THE_CHANGE = (
+    Task.version,
+    Task.status,
+    Task.title,
+    Task.description,
+    Task.priority,
+    Task.due_date,
+    Task.remind_at,
+    Task.recurrence,
+    Task.next_occurrence_id,
+)
+
+
 async def update_task(
     *,
     session: AsyncSession,
@@ -460,53 +493,173 @@ async def update_task(
     """Apply `changes` only if the task is still at the version the client read.
 
     The check and the write are one UPDATE, so of concurrent writers holding the same
-    version exactly one wins; the others find no row and get VersionConflict.
+    version exactly one wins; the others find no row and get VersionConflict (and their
+    transaction, with any next occurrence it created, rolls back). A change that depends on
+    the task as it was (its status, recurrence or due date) reads it first, at the version
+    the UPDATE then requires.
+
+    Completing a recurring task creates the next one in the same transaction. A reminder is
+    armed when `remind_at` is set and when a task leaves `completed` with one still ahead;
+    it is cancelled when `remind_at` is cleared or the task is completed.
     """
     expected = _expected_version(changes.version, if_match)
-    values = changes.model_dump(exclude_unset=True, exclude={"version"})
+    values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"version"})
+    now = utcnow()
+    before = None
+    if values.keys() & {"status", "recurrence"} or (
+        "due_date" in values and values["due_date"] is None
+    ):
+        before = await _task_before_change(session, user, task_id, expected)
+    if before is not None and values.keys() & {"recurrence", "due_date"}:
+        values["recurrence"] = _checked_recurrence(
+            values.get("recurrence", before["recurrence"]),
+            due_date=values.get("due_date", before["due_date"]),
+        )
+    completing = (
+        before is not None
+        and values.get("status") is TaskStatus.COMPLETED
+        and before["status"] is not TaskStatus.COMPLETED
+    )
+    if "status" in values:
+        # The right-hand side reads the row as it was: a task already completed keeps its
+        # completion time, a newly completed one gets now, any other status clears it.
+        values["completed_at"] = (
+            case((Task.status == TaskStatus.COMPLETED, Task.completed_at), else_=now)
+            if values["status"] is TaskStatus.COMPLETED
+            else None
+        )
+    if completing and before is not None and before["next_occurrence_id"] is None:
+        following = await _create_next_occurrence(
+            session, user=user, task_id=task_id, task={**before, **values}
+        )
+        if following is not None:
+            values["next_occurrence_id"] = following
     task = await session.scalar(
         update(Task)
         .where(_owned_task(user.id, task_id), Task.version == expected)
-        .values(**values, version=Task.version + 1, updated_at=utcnow())
+        .values(**values, version=Task.version + 1, updated_at=now)
         .returning(Task)
         .options(selectinload(Task.categories))
         .execution_options(populate_existing=True, synchronize_session=False)
     )
-    if task is not None:
-        return task
-    current_version = await session.scalar(
-        select(Task.version).where(_owned_task(user.id, task_id))
+    if task is None:
+        current_version = await session.scalar(
+            select(Task.version).where(_owned_task(user.id, task_id))
+        )
+        if current_version is None:
+            raise TaskNotFound
+        raise VersionConflict(current_version)
+    reopened = (
+        before is not None
+        and before["status"] is TaskStatus.COMPLETED
+        and task.status is not TaskStatus.COMPLETED
     )
-    if current_version is None:
+    if task.status is TaskStatus.COMPLETED or ("remind_at" in values and task.remind_at is None):
+        await cancel_reminder(session, task_id=task.id)
+    elif (
+        task.remind_at is not None and task.remind_at > now and ("remind_at" in values or reopened)
+    ):
+        await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
+    return task
+
+
+async def _task_before_change(
+    session: AsyncSession, user: User, task_id: uuid.UUID, expected: int
+) -> dict[str, Any]:
+    """The task's columns a change depends on, if it is at the expected version."""
+    before = (
+        await session.execute(select(*_BEFORE_THE_CHANGE).where(_owned_task(user.id, task_id)))
+    ).one_or_none()
+    if before is None:
         raise TaskNotFound
-    raise VersionConflict(current_version)
+    if before.version != expected:
+        raise VersionConflict(before.version)
+    return dict(before._mapping)
+
+
+async def _create_next_occurrence(
+    session: AsyncSession, *, user: User, task_id: uuid.UUID, task: dict[str, Any]
+) -> uuid.UUID | None:
+    """The next task of a recurring one being completed (`task`: its values after the
+    change): same title, description, priority, categories and rule (COUNT one less), due at
+    the rule's next occurrence after the completed task's due date, its reminder as far
+    before that as the completed task's was. None when the rule has no more occurrences."""
+    rule, due = task["recurrence"], task["due_date"]
+    if rule is None or due is None:
+        return None
+    following = Recurrence.parse(rule).next_after(due)
+    if following is None:
+        return None
+    next_due, next_rule = following
+    remind_at = task["remind_at"]
+    next_remind = None if remind_at is None else remind_at + (next_due - due)
+    now = utcnow()
+    created = Task(
+        user_id=user.id,
+        title=task["title"],
+        description=task["description"],
+        priority=task["priority"],
+        due_date=next_due,
+        remind_at=next_remind,
+        recurrence=str(next_rule),
+        status=TaskStatus.PENDING,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(created)
+    await session.flush()
+    await session.execute(
+        insert(task_categories).from_select(
+            ["task_id", "category_id"],
+            select(literal(created.id, Uuid()), task_categories.c.category_id).where(
+                task_categories.c.task_id == task_id
+            ),
+        )
+    )
+    if next_remind is not None:
+        await arm_reminder(session, task_id=created.id, remind_at=next_remind)
+    return created.id
 
 
 async def delete_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> None:
-    """Soft delete: the row stays with `deleted_at` set and drops out of every query."""
-    deleted = await session.scalar(
-        update(Task)
-        .where(_owned_task(user.id, task_id))
-        .values(deleted_at=utcnow())
-        .returning(Task.id)
-        .execution_options(synchronize_session=False)
-    )
+    """Soft delete: the row stays with `deleted_at` set and drops out of every query, and
+    its reminder is cancelled."""
+    deleted = (
+        await session.execute(
+            update(Task)
+            .where(_owned_task(user.id, task_id))
+            .values(deleted_at=utcnow())
+            .returning(Task.remind_at)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
     if deleted is None:
         raise TaskNotFound
+    if deleted.remind_at is not None:
+        await cancel_reminder(session, task_id=task_id)
 
 
 async def restore_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> Task:
-    """Take the task out of the trash: live again, with version + 1."""
+    """Take the task out of the trash: live again, with version + 1, and its reminder armed
+    again if it is still ahead."""
+    now = utcnow()
     task = await session.scalar(
         update(Task)
         .where(_in_trash(user.id), Task.id == task_id)
-        .values(deleted_at=None, version=Task.version + 1, updated_at=utcnow())
+        .values(deleted_at=None, version=Task.version + 1, updated_at=now)
         .returning(Task)
         .options(selectinload(Task.categories))
         .execution_options(populate_existing=True, synchronize_session=False)
     )
     if task is None:
         raise TaskNotFound
+    if (
+        task.remind_at is not None
+        and task.remind_at > now
+        and task.status is not TaskStatus.COMPLETED
+    ):
+        await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
     return task
 
 
