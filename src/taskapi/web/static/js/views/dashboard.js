@@ -1,0 +1,75 @@
+// The dashboard: GET /tasks/stats in the browser's time zone, as numbers and charts.
+
+import { api } from "../api.js";
+import { barChart, columnChart } from "../charts.js";
+import { h } from "../dom.js";
+import { PRIORITY_LABELS, STATUS_LABELS, timeZone } from "../format.js";
+import { setTitle } from "../router.js";
+
+function card(label, value, { href = null, alert = false } = {}) {
+  const number = h("span", { class: "card-value" }, String(value));
+  const body = [number, h("span", { class: "card-label" }, label)];
+  return h(
+    "li",
+    { class: ["card", alert && value > 0 && "card-alert"] },
+    href ? h("a", { href, class: "card-link" }, body) : body,
+  );
+}
+
+function isoDay(date) {
+  const pad = (number) => String(number).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+export async function dashboard({ stillCurrent }) {
+  setTitle("Dashboard");
+  const zone = timeZone();
+  const stats = await api("GET", "/tasks/stats", { query: { tz: zone } });
+  if (!stillCurrent()) return null;
+  const open = stats.by_status.pending + stats.by_status.in_progress;
+  const completedRecently = stats.completed_per_day.reduce((sum, day) => sum + day.count, 0);
+  const today = new Date();
+  const inAWeek = new Date(today.getFullYear(), today.getMonth(), today.getDate() + 7);
+  return h(
+    "div",
+    { class: "dashboard" },
+    h(
+      "div",
+      { class: "screen-head" },
+      h("h1", { tabindex: "-1" }, "Dashboard"),
+      h("p", { class: "hint" }, `Days in ${zone}`),
+    ),
+    h(
+      "ul",
+      { class: "cards", "aria-label": "Summary" },
+      card("Open tasks", open, { href: "/tasks" }),
+      card("Overdue", stats.overdue, { alert: true }),
+      card("Due today", stats.due_today, { href: `/tasks?due_from=${isoDay(today)}&due_to=${isoDay(today)}` }),
+      card("Due in the next 7 days", stats.due_next_7_days, {
+        href: `/tasks?due_from=${isoDay(today)}&due_to=${isoDay(inAWeek)}&sort_by=due_date&sort_order=asc`,
+      }),
+      card("Completed in 30 days", completedRecently),
+    ),
+    h(
+      "div",
+      { class: "chart-grid-2" },
+      barChart({
+        title: "Tasks by status",
+        rows: Object.entries(STATUS_LABELS).map(([key, label]) => ({
+          label,
+          value: stats.by_status[key],
+          className: `bar-${key}`,
+        })),
+      }),
+      barChart({
+        title: "Tasks by priority",
+        rows: Object.entries(PRIORITY_LABELS).map(([key, label]) => ({
+          label,
+          value: stats.by_priority[key],
+          className: `bar-${key}`,
+        })),
+      }),
+    ),
+    columnChart({ title: "Completed per day, last 30 days", points: stats.completed_per_day }),
+  );
+}
