@@ -20,10 +20,12 @@ from taskapi.tasks import service
 from taskapi.tasks.models import Task
 from taskapi.tasks.recurrence import InvalidRecurrence
 from taskapi.tasks.schemas import (
+    StatsQuery,
     TaskCreate,
     TaskListQuery,
     TaskPage,
     TaskRead,
+    TaskStats,
     TaskUpdate,
 )
 
@@ -109,6 +111,23 @@ async def list_tasks(
     user: ActiveUser,
 ) -> Page[dict[str, Any]]:
     return await service.list_tasks(session=session, user=user, query=query, paging=paging)
+
+
+@router.get(
+    "/stats",
+    response_model=TaskStats,
+    summary="Counts for a dashboard",
+    description=(
+        "Your live tasks by status and by priority, how many are overdue, due today and "
+        "due in the next seven days, and how many you completed on each of the last 30 "
+        "days. Days are calendar days in `tz` (default UTC)."
+    ),
+    responses=problem_responses(400, 401, 403),
+)
+async def task_stats(
+    query: Annotated[StatsQuery, Query()], session: SessionDep, user: ActiveUser
+) -> TaskStats:
+    return await service.task_stats(session=session, user=user, zone=query.zone)
 
 
 @router.get(

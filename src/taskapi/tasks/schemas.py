@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from datetime import UTC, datetime
+import zoneinfo
+from datetime import UTC, date, datetime
+from functools import cache
 from typing import Annotated
 
 from pydantic import (
@@ -263,3 +265,82 @@ class TaskListQuery(BaseModel):
         if value is not None and start is not None and value < start:
             raise ValueError("Must not be before due_date_from")
         return value
+
+
+STATS_DAYS = 30
+"""How many days `completed_per_day` covers, today included."""
+MAX_TIME_ZONE_LENGTH = 64
+
+
+@cache
+def _time_zone_names() -> frozenset[str]:
+    """The IANA names of the tz database (system or `tzdata`), without the files a system
+    zoneinfo directory keeps beside them."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules"}
+
+
+class StatsQuery(BaseModel):
+    tz: str = Field(
+        "UTC",
+        max_length=MAX_TIME_ZONE_LENGTH,
+        description="IANA time zone (`Europe/Berlin`) whose calendar days count as days.",
+    )
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in _time_zone_names():
+            raise ValueError("Must be an IANA time zone such as Europe/Berlin")
+        return value
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.tz)
+
+
+class StatusCounts(BaseModel):
+    pending: int
+    in_progress: int
+    completed: int
+
+
+class PriorityCounts(BaseModel):
+    low: int
+    medium: int
+    high: int
+
+
+class DayCount(BaseModel):
+    date: date
+    count: int
+
+
+class TaskStats(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "by_status": {"pending": 4, "in_progress": 2, "completed": 9},
+                "by_priority": {"low": 3, "medium": 8, "high": 4},
+                "overdue": 1,
+                "due_today": 2,
+                "due_next_7_days": 5,
+                "completed_per_day": [
+                    {"date": "2026-11-01", "count": 0},
+                    {"date": "2026-11-02", "count": 3},
+                ],
+            }
+        }
+    )
+
+    by_status: StatusCounts
+    by_priority: PriorityCounts
+    overdue: int = Field(description="Not completed, due before now.")
+    due_today: int = Field(description="Not completed, due from now to the end of today.")
+    due_next_7_days: int = Field(
+        description="Not completed, due from now to the end of the sixth day after today "
+        "(seven calendar days, today included)."
+    )
+    completed_per_day: list[DayCount] = Field(
+        description=f"Tasks completed on each of the last {STATS_DAYS} days (by "
+        "`completed_at`), oldest first, days without any included."
+    )

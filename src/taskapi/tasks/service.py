@@ -7,8 +7,10 @@ from __future__ import annotations
 import enum
 import operator
 import uuid
+import zoneinfo
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import ConfigDict
@@ -62,9 +64,14 @@ from taskapi.tasks.models import (
 )
 from taskapi.tasks.recurrence import InvalidRecurrence, Recurrence
 from taskapi.tasks.schemas import (
+    STATS_DAYS,
+    DayCount,
+    PriorityCounts,
+    StatusCounts,
     TaskCreate,
     TaskListQuery,
     TaskSortField,
+    TaskStats,
     TaskUpdate,
 )
 
@@ -740,3 +747,72 @@ async def _is_assigned(
         )
     )
     return bool(linked)
+
+
+def _start_of_day(day: date, zone: zoneinfo.ZoneInfo) -> datetime:
+    """Midnight of `day` in `zone`, as UTC (a day is 23 or 25 hours across a DST change)."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+
+async def task_stats(
+    *, session: AsyncSession, user: User, zone: zoneinfo.ZoneInfo, now: datetime | None = None
+) -> TaskStats:
+    """Counts over the user's live tasks, with days as calendar days in `zone`.
+
+    Two queries: one grouped count with the due-date sums beside it, and the completion
+    times of the window, which are bucketed here: SQLite has no time zones, and a day's
+    bounds in UTC move with daylight saving time.
+    """
+    now = now or utcnow()
+    today = now.astimezone(zone).date()
+    tomorrow_starts = _start_of_day(today + timedelta(days=1), zone)
+    week_ends = _start_of_day(today + timedelta(days=7), zone)
+    window_starts = _start_of_day(today - timedelta(days=STATS_DAYS - 1), zone)
+
+    open_task = Task.status != TaskStatus.COMPLETED
+    due = Task.due_date
+
+    def count_where(*conditions: ColumnElement[bool]) -> Any:
+        return func.coalesce(func.sum(case((and_(*conditions), 1), else_=0)), 0)
+
+    groups = (
+        await session.execute(
+            select(
+                Task.status,
+                Task.priority,
+                func.count(),
+                count_where(open_task, due < now),
+                count_where(open_task, due >= now, due < tomorrow_starts),
+                count_where(open_task, due >= now, due < week_ends),
+            )
+            .where(_owned(user.id))
+            .group_by(Task.status, Task.priority)
+        )
+    ).all()
+    by_status = Counter({member.value: 0 for member in TaskStatus})
+    by_priority = Counter({member.value: 0 for member in TaskPriority})
+    overdue = due_today = due_next_7_days = 0
+    for status, priority, count, late, today_count, week_count in groups:
+        by_status[TaskStatus(status).value] += count
+        by_priority[TaskPriority(priority).value] += count
+        overdue += int(late)
+        due_today += int(today_count)
+        due_next_7_days += int(week_count)
+
+    completions = await session.scalars(
+        select(Task.completed_at).where(
+            _owned(user.id),
+            Task.completed_at >= window_starts,
+            Task.completed_at < tomorrow_starts,
+        )
+    )
+    per_day = Counter(moment.astimezone(zone).date() for moment in completions if moment)
+    days = [today - timedelta(days=offset) for offset in range(STATS_DAYS - 1, -1, -1)]
+    return TaskStats(
+        by_status=StatusCounts(**by_status),
+        by_priority=PriorityCounts(**by_priority),
+        overdue=overdue,
+        due_today=due_today,
+        due_next_7_days=due_next_7_days,
+        completed_per_day=[DayCount(date=day, count=per_day[day]) for day in days],
+    )
