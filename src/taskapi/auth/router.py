@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from taskapi.auth import service
+from taskapi.auth.cookies import (
+    CookieMode,
+    forget_cookie,
+    forget_cookie_on,
+    presented_token,
+    token_answer,
+)
 from taskapi.auth.dependencies import CurrentUser, PasswordHasherDep, UserCacheDep
 from taskapi.auth.models import User
 from taskapi.auth.schemas import (
@@ -25,6 +32,7 @@ from taskapi.auth.schemas import (
 )
 from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
+from taskapi.core.errors import AppError
 from taskapi.core.openapi import problem_responses, request_body
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -69,14 +77,20 @@ async def register(
     session: SessionDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
-) -> service.LoginTokens:
-    return await service.register(
+    cookie_mode: CookieMode,
+    request: Request,
+    response: Response,
+) -> TokenResponse:
+    tokens = await service.register(
         session=session,
         settings=settings,
         hasher=hasher,
         email=body.email,
         password=body.password,
         full_name=body.full_name,
+    )
+    return token_answer(
+        tokens, cookie_mode=cookie_mode, request=request, response=response, settings=settings
     )
 
 
@@ -125,14 +139,20 @@ async def login(
     cache: UserCacheDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
-) -> service.LoginTokens:
-    return await service.login(
+    cookie_mode: CookieMode,
+    request: Request,
+    response: Response,
+) -> TokenResponse:
+    tokens = await service.login(
         session=session,
         cache=cache,
         settings=settings,
         hasher=hasher,
         email=credentials.email,
         password=credentials.password,
+    )
+    return token_answer(
+        tokens, cookie_mode=cookie_mode, request=request, response=response, settings=settings
     )
 
 
@@ -152,7 +172,14 @@ async def login_form(
     settings: SettingsDep,
     hasher: PasswordHasherDep,
 ) -> service.LoginTokens:
-    return await login(credentials, session, cache, settings, hasher)
+    return await service.login(
+        session=session,
+        cache=cache,
+        settings=settings,
+        hasher=hasher,
+        email=credentials.email,
+        password=credentials.password,
+    )
 
 
 @router.post(
@@ -160,15 +187,42 @@ async def login_form(
     response_model=TokenResponse,
     summary="Trade a refresh token for a new pair",
     description="The presented refresh token is dead afterwards. Presenting it again "
-    "ends its whole session.",
+    "ends its whole session. With `X-Token-Transport: cookie` the body may be left out: "
+    "the refresh token is then read from, and its successor set in, the cookie.",
     responses=problem_responses(400, service.InvalidRefreshToken),
 )
 async def refresh(
-    body: RefreshRequest, session: SessionDep, settings: SettingsDep
-) -> service.LoginTokens:
-    return await service.refresh(
-        session=session, settings=settings, refresh_token=body.refresh_token
+    session: SessionDep,
+    settings: SettingsDep,
+    cookie_mode: CookieMode,
+    request: Request,
+    response: Response,
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> TokenResponse:
+    token = _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
+    try:
+        if token is None:
+            raise service.InvalidRefreshToken("There is no refresh token cookie.")
+        tokens = await service.refresh(session=session, settings=settings, refresh_token=token)
+    except AppError as error:
+        raise (forget_cookie_on(error, request, settings) if cookie_mode else error) from None
+    return token_answer(
+        tokens, cookie_mode=cookie_mode, request=request, response=response, settings=settings
     )
+
+
+def _refresh_token_of(
+    body: RefreshRequest | None, *, cookie_mode: bool, request: Request
+) -> str | None:
+    """The body's refresh token, or in cookie mode the cookie's. Without cookie mode a
+    missing body is the validation error it always was."""
+    if body is not None:
+        return body.refresh_token
+    if not cookie_mode:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    return presented_token(request)
 
 
 @router.post(
@@ -176,10 +230,24 @@ async def refresh(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="End the session of a refresh token",
+    description="With `X-Token-Transport: cookie` the body may be left out: the cookie's "
+    "refresh token ends, and the cookie is deleted.",
     responses=problem_responses(400, 401),
 )
-async def logout(body: RefreshRequest, user: CurrentUser, session: SessionDep) -> None:
-    await service.logout(session=session, user_id=user.id, refresh_token=body.refresh_token)
+async def logout(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    cookie_mode: CookieMode,
+    request: Request,
+    response: Response,
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> None:
+    token = _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
+    if token is not None:
+        await service.logout(session=session, user_id=user.id, refresh_token=token)
+    if cookie_mode:
+        forget_cookie(request, response, settings)
 
 
 @router.post(
@@ -187,11 +255,22 @@ async def logout(body: RefreshRequest, user: CurrentUser, session: SessionDep) -
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="End every session",
-    description="Revokes every refresh token and every access token issued until now.",
+    description="Revokes every refresh token and every access token issued until now. "
+    "With `X-Token-Transport: cookie` the refresh token cookie is deleted too.",
     responses=problem_responses(401),
 )
-async def logout_all(user: CurrentUser, session: SessionDep, cache: UserCacheDep) -> None:
+async def logout_all(
+    user: CurrentUser,
+    session: SessionDep,
+    cache: UserCacheDep,
+    settings: SettingsDep,
+    cookie_mode: CookieMode,
+    request: Request,
+    response: Response,
+) -> None:
     await service.logout_all(session=session, cache=cache, user_id=user.id)
+    if cookie_mode:
+        forget_cookie(request, response, settings)
 
 
 @router.post(

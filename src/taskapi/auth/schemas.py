@@ -127,7 +127,9 @@ class TokenResponse(BaseModel):
     )
 
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="null when it was set as a cookie instead (`X-Token-Transport: cookie`)."
+    )
     token_type: Literal["bearer"]
     expires_in: int = Field(description="Seconds until the access token expires.")
     user: UserRead
