@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from taskapi import health
+from taskapi import health, web
 from taskapi.auth import router as auth_router
 from taskapi.auth import users_router
 from taskapi.auth.cache import USER_CACHE_COMPONENT, USER_CACHE_TTL, UserCache
+from taskapi.auth.cookies import TOKEN_TRANSPORT_HEADER
 from taskapi.auth.dependencies import AuthState
 from taskapi.categories.router import router as categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
@@ -147,12 +148,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router.router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
     app.include_router(category_assignment_router, prefix=API_PREFIX)
+    if settings.web_app_enabled:
+        web.install(app)
     _add_middleware(app, settings)
     return app
 
 
 CORS_ALLOW_METHODS = ["GET", "POST", "PATCH", "DELETE"]
-CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "If-Match", "X-Request-ID"]
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "X-Request-ID",
+    TOKEN_TRANSPORT_HEADER,
+]
 CORS_EXPOSE_HEADERS = [
     "X-Request-ID",
     "ETag",

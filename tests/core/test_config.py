@@ -151,3 +151,34 @@ def test_env_example_as_shipped_is_a_valid_configuration(
     assert (tmp_path / "taskapi.db.jwt-secret").exists()
     assert settings.smtp_timeout_seconds == 10
     assert (settings.jwt_issuer, settings.jwt_audience) == ("taskapi", "taskapi")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "http://localhost:8000"),
+        ({"port": 9000}, "http://localhost:9000"),
+        ({"host": "0.0.0.0", "port": 8080}, "http://localhost:8080"),  # noqa: S104
+        ({"host": "::1"}, "http://localhost:8000"),
+        ({"host": "tasks.internal"}, "http://tasks.internal:8000"),
+        ({"host": "10.1.2.3", "port": 80}, "http://10.1.2.3:80"),
+        ({"host": "fd00::5"}, "http://[fd00::5]:8000"),
+        ({"frontend_url": "https://tasks.example.com/"}, "https://tasks.example.com"),
+    ],
+)
+def test_frontend_url_defaults_to_this_server(env: dict[str, object], expected: str) -> None:
+    """Email links open the web app this server serves unless FRONTEND_URL says otherwise."""
+    assert Settings(_env_file=None, app_env="test", **env).frontend_url == expected
+
+
+def test_an_empty_frontend_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRONTEND_URL", "")
+    monkeypatch.setenv("PORT", "8123")
+
+    assert Settings(_env_file=None, app_env="test").frontend_url == "http://localhost:8123"
+
+
+def test_the_web_app_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None, app_env="test").web_app_enabled is True
+    monkeypatch.setenv("WEB_APP_ENABLED", "false")
+    assert Settings(_env_file=None, app_env="test").web_app_enabled is False

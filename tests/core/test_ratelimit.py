@@ -245,7 +245,18 @@ async def test_token_of_another_secret_counts_as_anonymous(
 
 
 @pytest.mark.parametrize(
-    "path", ["/health", "/health/live", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
+    "path",
+    [
+        "/health",
+        "/health/live",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/",
+        "/tasks/anything",
+        "/static/js/main.js",
+    ],
 )
 async def test_operational_paths_are_not_limited(
     limited_client: httpx.AsyncClient, path: str

@@ -21,6 +21,8 @@ from taskapi.core.state import lifespan_state
 MIN_SECRET_LENGTH = 32
 # Allowed in development when CORS_ORIGINS is empty: a front-end dev server, the API's docs.
 DEVELOPMENT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:8000")
+# Addresses a browser on this machine reaches as `localhost`.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})  # noqa: S104
 
 
 class Environment(StrEnum):
@@ -63,7 +65,9 @@ class Settings(BaseSettings):
     smtp_from: str = "taskapi <no-reply@localhost>"
     smtp_starttls: bool = True
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    frontend_url: str = "http://localhost:8000"
+    # Base of the links in emails; unset means this server's own address (see below).
+    frontend_url: str = ""
+    web_app_enabled: bool = True
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -128,7 +132,7 @@ class Settings(BaseSettings):
     @field_validator("frontend_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
@@ -151,6 +155,17 @@ class Settings(BaseSettings):
                     "(trusting every peer would let any client choose its own IP)"
                 ) from None
         return value
+
+    @model_validator(mode="after")
+    def _frontend_is_this_server_by_default(self) -> Settings:
+        """Unset, email links open the web app this server serves, so sign-up works out of
+        the box. A loopback or wildcard HOST is reached as `localhost`."""
+        if not self.frontend_url:
+            host = "localhost" if self.host in LOCAL_HOSTS else self.host
+            if ":" in host:
+                host = f"[{host}]"
+            self.frontend_url = f"http://{host}:{self.port}"
+        return self
 
     @model_validator(mode="after")
     def _secret_for_environment(self) -> Settings:

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskapi.core.errors import send_problem
+from taskapi.core.errors import PROBLEM_JSON, send_problem
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _API_PATH_PREFIXES = ("/api/", "/health")
@@ -69,7 +69,9 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.extend(self.headers)
-                if no_store and not any(name.lower() == b"cache-control" for name, _ in headers):
+                if (no_store or _is_problem(headers)) and not any(
+                    name.lower() == b"cache-control" for name, _ in headers
+                ):
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
@@ -98,6 +100,13 @@ class RequestContextMiddleware:
                 user_id=state.get("user_id"),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _is_problem(headers: list[tuple[bytes, bytes]]) -> bool:
+    """An error answer is never cached, on a page or file path as on the API."""
+    return (b"content-type", PROBLEM_JSON.encode()) in (
+        (name.lower(), value) for name, value in headers
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

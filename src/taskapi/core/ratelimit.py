@@ -31,23 +31,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.config import Settings
 from taskapi.core.errors import RateLimited, request_id_in, send_problem
-from taskapi.core.metrics import METRICS_PATH, BoundedCounter
+from taskapi.core.metrics import BoundedCounter
 from taskapi.core.redis import REDIS_FAILURES, RedisOutage
 from taskapi.core.security import InvalidToken, decode_access_token
 from taskapi.core.state import lifespan_state
 
 WINDOW_SECONDS = 60.0
-UNLIMITED_PATHS = frozenset(
-    {
-        "/health",
-        "/health/live",
-        METRICS_PATH,
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/openapi.json",
-    }
-)
+LIMITED_PREFIX = "/api/"
+"""Only the API is limited. Health checks, metrics, the docs and the web app's pages and
+files are not: one page load alone fetches a dozen static files."""
 
 
 REJECTIONS = BoundedCounter(
@@ -195,7 +187,7 @@ class RateLimitMiddleware:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIX):
             await self.app(scope, receive, send)
             return
 

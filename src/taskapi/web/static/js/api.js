@@ -161,15 +161,28 @@ async function fetchThroughOutages(url, init) {
 }
 
 async function refreshOnce() {
-  const response = await fetchThroughOutages(`${API}/auth/refresh`, {
-    method: "POST",
-    headers: { Accept: "application/json", "Content-Type": "application/json", ...TOKEN_TRANSPORT },
-    body: "{}",
-  });
-  if (!response.ok) return false;
-  const tokens = await response.json();
-  acceptTokens(tokens);
-  return true;
+  for (;;) {
+    const response = await fetchThroughOutages(`${API}/auth/refresh`, {
+      method: "POST",
+      headers: { Accept: "application/json", ...TOKEN_TRANSPORT },
+    });
+    if (response.status === 429) {
+      await slowDown(retryAfterSeconds(response) || 5);
+      continue;
+    }
+    if (!response.ok) return false;
+    acceptTokens(await response.json());
+    return true;
+  }
+}
+
+/** The "slow down" banner; resolves when the wait is over. */
+function slowDown(seconds) {
+  return banner({
+    kind: "warn",
+    message: { before: "Slow down: too many requests. You can retry in ", after: " s." },
+    seconds,
+  }).then(hideBanner);
 }
 
 /** A new access token from the refresh cookie; false when there is no live session. */
@@ -232,12 +245,7 @@ export async function api(method, path, options = {}) {
     const retryAfter = retryAfterSeconds(response);
     const problem = await problemOf(response);
     if (response.status === 429) {
-      const seconds = retryAfter || 5;
-      const wait = banner({
-        kind: "warn",
-        message: { before: "Slow down: too many requests. You can retry in ", after: " s." },
-        seconds,
-      }).then(hideBanner);
+      const wait = slowDown(retryAfter || 5);
       if (method === "GET" && rateLimitRetries < MAX_RATE_LIMIT_RETRIES) {
         rateLimitRetries += 1;
         await wait;

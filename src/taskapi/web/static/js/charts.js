@@ -34,12 +34,12 @@ function figure(title, svg, table) {
   return h("figure", { class: "chart" }, h("figcaption", {}, title), svg, table);
 }
 
-/** Horizontal bars: rows = [{label, value, className}]. */
-export function barChart({ title, rows }) {
-  const width = 320;
+/** Horizontal bars: rows = [{label, value, className}]; `width` ≈ its width on screen, so
+ * text is drawn at its real size. */
+export function barChart({ title, rows, width = 320 }) {
   const rowHeight = 30;
   const labelWidth = 96;
-  const barSpace = width - labelWidth - 40;
+  const barSpace = width - labelWidth - 44;
   const max = Math.max(1, ...rows.map((row) => row.value));
   const titleId = uid("chart");
   const summary = rows.map((row) => `${row.label}: ${row.value}`).join(", ");
@@ -82,9 +82,8 @@ function niceMax(value) {
 }
 
 /** One column per day: points = [{date: "2030-01-31", count}], oldest first. */
-export function columnChart({ title, points }) {
-  const width = 640;
-  const height = 220;
+export function columnChart({ title, points, width = 640 }) {
+  const height = 200;
   const left = 34;
   const bottom = 26;
   const top = 10;
@@ -131,10 +130,15 @@ export function columnChart({ title, points }) {
           },
           s("title", {}, label),
         ),
-        index % 7 === 0 || index === points.length - 1
+        (points.length - 1 - index) % 7 === 0
           ? s(
               "text",
-              { x: x + (slot - 3) / 2, y: height - 8, class: "chart-axis", "text-anchor": "middle" },
+              {
+                x: index === points.length - 1 ? x + slot - 3 : x + (slot - 3) / 2,
+                y: height - 8,
+                class: "chart-axis",
+                "text-anchor": index === points.length - 1 ? "end" : "middle",
+              },
               shortDay.format(dayOf(point.date)),
             )
           : null,

@@ -1,5 +1,6 @@
-// Building DOM without innerHTML: text always goes in as text, so nothing a user typed can
-// become markup, and nothing here needs 'unsafe-inline' under the page's CSP.
+// Building DOM from elements, never from HTML strings: text always goes in as text, so
+// nothing a user typed can become markup, and nothing here needs 'unsafe-inline' under the
+// page's CSP.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 let nextId = 0;

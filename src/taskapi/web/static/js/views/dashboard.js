@@ -21,6 +21,14 @@ function isoDay(date) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
+/** About the width a chart gets on this screen (panel padding taken off), so its text is
+ * drawn near its real size instead of being scaled with the picture. */
+function chartWidth(columns) {
+  const content = Math.min(window.innerWidth, 1152) - 2 * 16 - 2 * 17;
+  const perColumn = columns === 2 && window.innerWidth >= 768 ? (content - 16 - 34) / 2 : content;
+  return Math.round(Math.max(280, perColumn));
+}
+
 export async function dashboard({ stillCurrent }) {
   setTitle("Dashboard");
   const zone = timeZone();
@@ -55,6 +63,7 @@ export async function dashboard({ stillCurrent }) {
       { class: "chart-grid-2" },
       barChart({
         title: "Tasks by status",
+        width: chartWidth(2),
         rows: Object.entries(STATUS_LABELS).map(([key, label]) => ({
           label,
           value: stats.by_status[key],
@@ -63,6 +72,7 @@ export async function dashboard({ stillCurrent }) {
       }),
       barChart({
         title: "Tasks by priority",
+        width: chartWidth(2),
         rows: Object.entries(PRIORITY_LABELS).map(([key, label]) => ({
           label,
           value: stats.by_priority[key],
@@ -70,6 +80,10 @@ export async function dashboard({ stillCurrent }) {
         })),
       }),
     ),
-    columnChart({ title: "Completed per day, last 30 days", points: stats.completed_per_day }),
+    columnChart({
+      title: "Completed per day, last 30 days",
+      points: stats.completed_per_day,
+      width: chartWidth(1),
+    }),
   );
 }

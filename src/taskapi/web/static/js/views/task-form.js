@@ -426,12 +426,13 @@ export async function taskForm({ params, state, stillCurrent }) {
       h("div", { class: "actions" }, keepMine, takeTheirs),
     );
     keepMine.addEventListener("click", async () => {
-      const changes = changesBetween(server, mineAsTask);
+      // Only the fields the user changed go on top of the saved version; the rest of the
+      // saved version (someone else's changes) stays.
       const previousBase = base;
       base = server;
       keepMine.disabled = true;
       try {
-        await patch(changes, server.version);
+        await patch(mine, server.version);
       } catch (error) {
         base = previousBase;
         keepMine.disabled = false;
