@@ -37,7 +37,50 @@ export async function dashboard({ stillCurrent }) {
   const open = stats.by_status.pending + stats.by_status.in_progress;
   const completedRecently = stats.completed_per_day.reduce((sum, day) => sum + day.count, 0);
   const today = new Date();
-  const inAWeek = new Date(today.getFullYear(), today.getMonth(), today.getDate() + 7);
+  const inAWeek = new Date(today.getFullYear(), today.getMonth(), today.getDate() + 6);
+  const charts = h("div", { class: "charts" });
+  const drawCharts = () => {
+    charts.replaceChildren(
+      h(
+        "div",
+        { class: "chart-grid-2" },
+        barChart({
+          title: "Tasks by status",
+          width: chartWidth(2),
+          rows: Object.entries(STATUS_LABELS).map(([key, label]) => ({
+            label,
+            value: stats.by_status[key],
+            className: `bar-${key}`,
+          })),
+        }),
+        barChart({
+          title: "Tasks by priority",
+          width: chartWidth(2),
+          rows: Object.entries(PRIORITY_LABELS).map(([key, label]) => ({
+            label,
+            value: stats.by_priority[key],
+            className: `bar-${key}`,
+          })),
+        }),
+      ),
+      columnChart({
+        title: "Completed per day, last 30 days",
+        points: stats.completed_per_day,
+        width: chartWidth(1),
+      }),
+    );
+  };
+  drawCharts();
+  // Text in the charts is drawn at its size on screen, so a new width redraws them.
+  let resizeTimer = null;
+  const onResize = () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      if (charts.isConnected) drawCharts();
+      else window.removeEventListener("resize", onResize);
+    }, 150);
+  };
+  window.addEventListener("resize", onResize);
   return h(
     "div",
     { class: "dashboard" },
@@ -58,32 +101,6 @@ export async function dashboard({ stillCurrent }) {
       }),
       card("Completed in 30 days", completedRecently),
     ),
-    h(
-      "div",
-      { class: "chart-grid-2" },
-      barChart({
-        title: "Tasks by status",
-        width: chartWidth(2),
-        rows: Object.entries(STATUS_LABELS).map(([key, label]) => ({
-          label,
-          value: stats.by_status[key],
-          className: `bar-${key}`,
-        })),
-      }),
-      barChart({
-        title: "Tasks by priority",
-        width: chartWidth(2),
-        rows: Object.entries(PRIORITY_LABELS).map(([key, label]) => ({
-          label,
-          value: stats.by_priority[key],
-          className: `bar-${key}`,
-        })),
-      }),
-    ),
-    columnChart({
-      title: "Completed per day, last 30 days",
-      points: stats.completed_per_day,
-      width: chartWidth(1),
-    }),
+    charts,
   );
 }

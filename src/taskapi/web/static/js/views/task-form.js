@@ -402,9 +402,17 @@ export async function taskForm({ params, state, stillCurrent }) {
             "tr",
             {},
             h("th", { scope: "row" }, FIELD_LABELS[key]),
-            h("td", {}, display(key, base)),
-            h("td", { class: key in mine ? "changed" : "" }, display(key, mineAsTask)),
-            h("td", { class: serverChanged.includes(key) ? "changed" : "" }, display(key, server)),
+            h("td", { "data-label": "When you opened it" }, display(key, base)),
+            h(
+              "td",
+              { class: key in mine ? "changed" : "", "data-label": "Your change" },
+              display(key, mineAsTask),
+            ),
+            h(
+              "td",
+              { class: serverChanged.includes(key) ? "changed" : "", "data-label": "Saved now" },
+              display(key, server),
+            ),
           ),
         ),
       ),
@@ -450,9 +458,12 @@ export async function taskForm({ params, state, stillCurrent }) {
     const showForm = () => {
       conflictSlot.replaceChildren();
       form.hidden = false;
+      screen.querySelector(".facts")?.removeAttribute("hidden");
       setFormError(form, "Your change was not saved.");
     };
     form.hidden = true;
+    // The facts describe the version the user opened; the panel says what is saved now.
+    screen.querySelector(".facts")?.setAttribute("hidden", "");
     conflictSlot.replaceChildren(panel);
     panel.querySelector("h2").focus();
   };

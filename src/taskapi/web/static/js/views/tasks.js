@@ -19,7 +19,7 @@ import { openConflict } from "./task-form.js";
 
 const FILTER_KEYS = ["q", "status", "priority", "category_id", "due_from", "due_to", "sort_by", "sort_order", "limit"];
 const DEFAULTS = { sort_by: "created_at", sort_order: "desc", limit: "20", page: "1" };
-const PAGE_SIZES = ["10", "20", "50", "100"];
+const PAGE_SIZES = ["5", "10", "20", "50", "100"];
 const SEARCH_DELAY_MS = 300;
 const LIST_URL_KEY = "taskapi-list";
 
