@@ -3,7 +3,9 @@ and the JSON token API unchanged without that header (DESIGN §7.1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.cookies import SimpleCookie
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -21,7 +23,7 @@ from tests.auth.conftest import (
     stored_token,
     stored_user,
 )
-from tests.conftest import AppFactory, SettingsFactory, make_client
+from tests.conftest import SettingsFactory, make_client
 from tests.problems import assert_problem, field_errors
 
 COOKIE_MODE = {"X-Token-Transport": "cookie"}
@@ -90,7 +92,7 @@ async def test_register_in_cookie_mode_sets_the_cookie(client: httpx.AsyncClient
 
 
 async def test_the_cookie_is_secure_in_production(
-    app_factory: AppFactory, make_settings: SettingsFactory
+    app_factory: Callable[[Settings], Any], make_settings: SettingsFactory
 ) -> None:
     app: FastAPI = await app_factory(make_settings(app_env="production", jwt_secret_key="p" * 40))
     async with make_client(app) as client:

@@ -1,0 +1,458 @@
+"""Each screen's error states in a real browser: field errors next to their fields, the
+locked account's end, bad links, the unverified account, a session ended elsewhere, 429
+and 503 banners, pages that do not exist, and keyboard use."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.async_api import Page, Route, expect
+
+from tests.web.conftest import (
+    PASSWORD,
+    Browsing,
+    Inbox,
+    LiveServer,
+    ServerFactory,
+    check_screen,
+    new_email,
+)
+
+pytestmark = pytest.mark.browser
+
+API = "/api/v1"
+NEW_PASSWORD = "N3w!Passw0rd"
+
+
+async def verified_account(server: LiveServer, inbox: Inbox) -> str:
+    """An account made and verified through the JSON API and the real inbox."""
+    email = new_email()
+    before = len(inbox.messages)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        registered = await http.post(
+            f"{API}/auth/register",
+            json={"email": email, "password": PASSWORD, "full_name": "Ada Lovelace"},
+        )
+        assert registered.status_code == 201, registered.text
+        link = await inbox.link(email, "verify-email", after=before)
+        token = link.rsplit("token=", 1)[1]
+        verified = await http.post(f"{API}/auth/verify-email", json={"token": token})
+        assert verified.status_code == 200, verified.text
+    return email
+
+
+async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    await page.goto("/signin")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+
+
+async def expect_field_error(page: Page, label: str, message: str | re.Pattern[str]) -> None:
+    """The message sits next to the field, which is marked invalid and names it."""
+    control = page.get_by_label(label, exact=True)
+    await expect(control).to_have_attribute("aria-invalid", "true")
+    described = await control.get_attribute("aria-describedby")
+    assert described is not None
+    error = page.locator(f"#{described.split()[-1]}")
+    await expect(error).to_be_visible()
+    await expect(error).to_have_text(message)
+
+
+# --- sign up, sign in -----------------------------------------------------------------------
+
+
+async def test_sign_up_shows_each_problem_at_its_field(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    taken = await verified_account(server, inbox)
+    page = await browsing.new_page()
+    await page.goto("/signup")
+    await page.get_by_label("Full name").fill("Ada Lovelace")
+    await page.get_by_label("Email").fill(new_email())
+    await page.get_by_label("Password", exact=True).fill("weakpassword")
+    await page.get_by_label("Repeat the password").fill("weakpassword")
+    await page.get_by_role("button", name="Create account").click()
+    await expect_field_error(
+        page, "Password", re.compile("must contain an uppercase letter, a digit")
+    )
+    await expect(page.get_by_label("Password", exact=True)).to_be_focused()
+    await check_screen(page, "signup-errors")
+
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect_field_error(page, "Repeat the password", "The two passwords differ.")
+
+    await page.get_by_label("Repeat the password").fill(PASSWORD)
+    await page.get_by_label("Email").fill(taken)
+    await page.get_by_role("button", name="Create account").click()
+    await expect_field_error(page, "Email", re.compile("already exists"))
+    await expect(page).to_have_url(re.compile(r"/signup$"))
+
+
+async def test_sign_in_says_wrong_and_then_until_when_the_account_is_locked(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    email = await verified_account(server, inbox)
+    page = await browsing.new_page()
+    await page.goto("/signin")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill("Wr0ng!Password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("Email or password is wrong.")
+
+    for _ in range(4):
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("this account is locked until")
+    # The browser shows it in its own zone (Europe/Berlin) and to the minute.
+    until = datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(minutes=15)
+    minutes = "|".join(f"{until + timedelta(minutes=step):%H:%M}" for step in (-1, 0, 1))
+    await expect(alert).to_contain_text(re.compile(f"locked until .*({minutes})"))
+    await expect(alert).to_contain_text("in 15 minutes")
+    await expect(alert.get_by_role("link", name="Reset your password")).to_be_visible()
+    await check_screen(page, "signin-locked")
+    # Even the right password waits for the lock to end.
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(alert).to_contain_text("locked until")
+
+
+async def test_keyboard_alone_signs_in(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    email = await verified_account(server, inbox)
+    page = await browsing.new_page()
+    await page.goto("/signin")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    await page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    await expect(skip).to_be_visible()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("main")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Email")).to_be_focused()
+    await page.keyboard.type(email)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_focused()
+
+
+# --- links from emails ----------------------------------------------------------------------
+
+
+async def test_a_bad_verification_link_offers_a_new_one(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await page.goto(f"/verify-email?token={secrets.token_hex(32)}")
+
+    await expect(page.get_by_text("invalid, expired or already used")).to_be_visible()
+    await expect(page).not_to_have_url(re.compile("token"))
+    await check_screen(page, "verify-email-invalid")
+    email = new_email()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_role("button", name="Send a new link").click()
+    await expect(
+        page.get_by_role("status").filter(has_text="a new link is on its way")
+    ).to_be_visible()
+
+
+async def test_a_verification_link_opened_elsewhere_asks_to_sign_in(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    """Signed up on one device, link opened on another: verified, then sign in there."""
+    email = new_email()
+    before = len(inbox.messages)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        registered = await http.post(
+            f"{API}/auth/register",
+            json={"email": email, "password": PASSWORD, "full_name": "Ada Lovelace"},
+        )
+        assert registered.status_code == 201
+    link = await inbox.link(email, "verify-email", after=before)
+    page = await browsing.new_page()
+
+    await page.goto(link)
+
+    await expect(page.get_by_text(f"Your email {email} is verified.")).to_be_visible()
+    await check_screen(page, "verify-email-signin")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    await expect(page.get_by_text("No tasks yet")).to_be_visible()
+
+
+async def test_forgot_and_reset_password(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    email = await verified_account(server, inbox)
+    page = await browsing.new_page()
+    await page.goto("/signin")
+    await page.get_by_role("link", name="Forgot your password?").click()
+    before = len(inbox.messages)
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_role("button", name="Email me a reset link").click()
+    await expect(page.get_by_text(f"If an account uses {email}")).to_be_visible()
+    await check_screen(page, "forgot-password")
+
+    link = await inbox.link(email, "reset-password", after=before)
+    await page.goto(link)
+    await expect(page).not_to_have_url(re.compile("token"))
+    await page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_label("Repeat the new password").fill("Something!Else1")
+    await page.get_by_role("button", name="Set the new password").click()
+    await expect_field_error(page, "Repeat the new password", "The two passwords differ.")
+    await page.get_by_label("New password", exact=True).fill("short")
+    await page.get_by_label("Repeat the new password").fill("short")
+    await page.get_by_role("button", name="Set the new password").click()
+    await expect_field_error(page, "New password", re.compile("at least 8 characters"))
+    await check_screen(page, "reset-password-errors")
+    await page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_label("Repeat the new password").fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Set the new password").click()
+    await expect(page.get_by_text("Your password is changed")).to_be_visible()
+    await sign_in(page, email, NEW_PASSWORD)
+
+    # The same link again: used.
+    other = await browsing.new_page()
+    await other.goto(link)
+    await other.get_by_label("New password", exact=True).fill(PASSWORD)
+    await other.get_by_label("Repeat the new password").fill(PASSWORD)
+    await other.get_by_role("button", name="Set the new password").click()
+    alert = other.get_by_role("alert")
+    await expect(alert).to_contain_text("invalid, expired or already used")
+    await expect(alert.get_by_role("link", name="Ask for a new one")).to_be_visible()
+
+
+async def test_an_unverified_account_is_asked_to_verify_and_can_resend(
+    browsing: Browsing, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    email = new_email()
+    await page.goto("/signup")
+    await page.get_by_label("Full name").fill("Ada Lovelace")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Repeat the password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("heading", name="Verify your email first")).to_be_visible()
+    before = len(inbox.messages)
+
+    await page.get_by_role("button", name="Resend the link").click()
+
+    await expect(page.get_by_text(f"A new link is on its way to {email}.")).to_be_visible()
+    await inbox.link(email, "verify-email", after=before)
+    # Every task and category screen answers the same way until then.
+    await page.get_by_role("link", name="Categories").click()
+    await expect(page.get_by_role("heading", name="Verify your email first")).to_be_visible()
+
+
+# --- the signed-in screens ------------------------------------------------------------------
+
+
+async def test_task_form_shows_field_errors(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    await page.get_by_role("link", name="New task").click()
+    await page.get_by_label("Title").fill("ab")
+    yesterday = (datetime.now() - timedelta(days=1)).strftime("%Y-%m-%dT10:00")
+    await page.get_by_label("Due date").fill(yesterday)
+    await page.get_by_role("button", name="Create task").click()
+
+    await expect_field_error(page, "Title", re.compile("at least 3 characters"))
+    await expect_field_error(page, "Due date", re.compile("must not be in the past"))
+    await expect(page.get_by_label("Title")).to_be_focused()
+    await check_screen(page, "task-new-errors")
+
+
+async def test_a_backwards_due_range_is_explained_at_its_field(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    filters = page.get_by_role("search")
+    await filters.get_by_label("Due from").fill("2031-05-01")
+    await filters.get_by_label("Due until").fill("2031-01-01")
+
+    await expect_field_error(page, "Due until", "Must not be before “Due from”")
+    await check_screen(page, "tasks-filter-error")
+
+
+async def test_categories_show_name_problems(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    await page.get_by_role("link", name="Categories").click()
+    form = page.get_by_role("form", name="New category")
+    await form.get_by_label("Name").fill("Work")
+    await form.get_by_role("button", name="Add category").click()
+    await expect(page.get_by_role("link", name="Work", exact=True)).to_be_visible()
+
+    await form.get_by_label("Name").fill("Work")
+    await form.get_by_role("button", name="Add category").click()
+    await expect_field_error(page, "Name", "You already have a category with this name.")
+    await form.get_by_label("Name").fill("ab")
+    await form.get_by_role("button", name="Add category").click()
+    await expect_field_error(page, "Name", re.compile("at least 3 characters"))
+    await check_screen(page, "categories-errors")
+
+
+async def test_account_refuses_a_wrong_current_password(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    await page.get_by_role("link", name="Account").click()
+    await page.get_by_label("Current password").fill("Wr0ng!Password")
+    await page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_label("Repeat the new password").fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Change password").click()
+
+    await expect_field_error(page, "Current password", "This is not your current password.")
+    await check_screen(page, "account-errors")
+
+    await page.get_by_role("button", name="Delete my account").click()
+    dialog = page.get_by_role("dialog", name="Delete your account?")
+    confirm = dialog.get_by_role("button", name="Delete account")
+    await expect(confirm).to_be_disabled()
+    await check_screen(page, "account-delete")
+    await dialog.get_by_label("Type DELETE to confirm").fill("DELETE")
+    await confirm.click()
+    await expect(page.get_by_text("is deleted")).to_be_visible()
+
+
+async def test_a_session_ended_elsewhere_returns_to_sign_in(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    email = await verified_account(server, inbox)
+    page = await browsing.new_page()
+    await sign_in(page, email)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        login = await http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+        ended = await http.post(
+            f"{API}/auth/logout-all",
+            headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+        )
+        assert ended.status_code == 204
+
+    await page.get_by_role("link", name="Categories").click()
+
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await expect(page.get_by_text("Your session has ended. Please sign in again.")).to_be_visible()
+    # Signing in again goes back where the user was going.
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Categories", exact=True)).to_be_visible()
+
+
+async def test_signing_out_in_one_tab_signs_out_the_others(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    email = await verified_account(server, inbox)
+    context = await browsing.new_context()
+    first = await browsing.new_page(context)
+    await sign_in(first, email)
+    second = await browsing.new_page(context)
+    await second.goto("/categories")
+    await expect(second.get_by_role("heading", name="Categories", exact=True)).to_be_visible()
+
+    await first.get_by_role("button", name="Sign out").click()
+
+    await expect(second.get_by_role("heading", name="Sign in")).to_be_visible()
+    await expect(second.get_by_text("You were signed out in another tab.")).to_be_visible()
+    await second.reload()
+    await expect(second.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+async def test_pages_that_do_not_exist(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    await page.goto("/tasks/01937a4e-9d3c-7f52-8b68-4d2e3c5f6a71")
+    await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    await page.goto("/no/such/page")
+    await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    await check_screen(page, "not-found")
+    await page.get_by_role("link", name="Go to your tasks").click()
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+
+
+# --- the server refusing: 429 and 503 -------------------------------------------------------
+
+
+async def test_too_many_requests_says_how_long_to_wait(
+    browsing: Browsing, start_server: ServerFactory, inbox: Inbox
+) -> None:
+    limited = await start_server(ENABLE_RATE_LIMITING="true", RATE_LIMIT_ANONYMOUS_PER_MINUTE="3")
+    email = await verified_account(limited, inbox)
+    context = await browsing.new_context()
+    page = await browsing.new_page(context)
+    # This test's pages talk to the limited server.
+    await page.goto(f"{limited.base_url}/signin")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill("Wr0ng!Password")
+    for _ in range(3):
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+
+    banner = page.locator("#banner")
+    await expect(banner).to_contain_text("Slow down: too many requests. You can retry in")
+    await expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"Slow down: too many requests\. Try again in \d+ s\.")
+    )
+    seconds = int(await banner.locator(".banner-count").inner_text())
+    assert 1 <= seconds <= 60
+    await check_screen(page, "rate-limited")
+
+
+async def test_an_unavailable_service_shows_a_banner_and_retries(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    """503 is what the API answers while its database is down. Stopping the database under
+    a shared test server would break the other tests, so the browser is made to see that
+    answer for two requests instead; everything after them is the real server."""
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    refused: list[str] = []
+
+    async def unavailable(route: Route) -> None:
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            await route.fulfill(
+                status=503,
+                headers={"Retry-After": "2", "Content-Type": "application/problem+json"},
+                body='{"type":"about:blank","title":"Service Unavailable","status":503,'
+                '"detail":"The database is unavailable.","code":"service_unavailable"}',
+            )
+        else:
+            await route.continue_()
+
+    await page.route(re.compile(r"/api/v1/categories$"), unavailable)
+    await page.get_by_role("link", name="Categories").click()
+
+    banner = page.locator("#banner")
+    await expect(banner).to_contain_text("The service is unavailable right now. Retrying in")
+    await expect(banner.get_by_role("button", name="Retry now")).to_be_visible()
+    await check_screen(page, "service-unavailable")
+    await expect(page.get_by_role("heading", name="Categories", exact=True)).to_be_visible(
+        timeout=15_000
+    )
+    await expect(banner).to_be_hidden()
+    assert len(refused) == 2
