@@ -151,6 +151,8 @@ def test_env_example_as_shipped_is_a_valid_configuration(
     assert (tmp_path / "taskapi.db.jwt-secret").exists()
     assert settings.smtp_timeout_seconds == 10
     assert (settings.jwt_issuer, settings.jwt_audience) == ("taskapi", "taskapi")
+    assert settings.frontend_url == "http://localhost:8000"
+    assert settings.web_app_enabled is True
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.async_api import Page, Route, expect
+from playwright._impl._api_structures import SetCookieParam  # not re-exported by the API
+from playwright.async_api import Cookie, Page, Route, expect
 
+from taskapi.auth.cookies import REFRESH_COOKIE
 from tests.web.conftest import (
     PASSWORD,
     Browsing,
@@ -456,3 +458,93 @@ async def test_an_unavailable_service_shows_a_banner_and_retries(
     )
     await expect(banner).to_be_hidden()
     assert len(refused) == 2
+
+
+async def test_account_name_and_sign_out_everywhere(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    email = await verified_account(server, inbox)
+    elsewhere = await browsing.new_page()
+    await sign_in(elsewhere, email)
+    page = await browsing.new_page()
+    await sign_in(page, email)
+    await page.get_by_role("link", name="Account").click()
+
+    await page.get_by_label("Full name").fill("  Augusta Ada King  ")
+    await page.get_by_role("button", name="Save name").click()
+    await expect(page.get_by_text("Your name is saved.")).to_be_visible()
+    await expect(page.locator(".who-name")).to_have_text("Augusta Ada King")
+
+    await page.get_by_role("button", name="Sign out everywhere").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Sign out everywhere").click()
+    await expect(page.get_by_text("You are signed out on every device.")).to_be_visible()
+    # The other browser's session ended too: its next request leads to sign in.
+    await elsewhere.get_by_role("link", name="Categories").click()
+    await expect(elsewhere.get_by_text("Your session has ended")).to_be_visible()
+
+
+async def test_deleting_a_category_keeps_its_tasks(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    await page.get_by_role("link", name="Categories").click()
+    form = page.get_by_role("form", name="New category")
+    await form.get_by_label("Name").fill("Errands")
+    await form.get_by_role("button", name="Add category").click()
+    await page.get_by_role("link", name="Tasks", exact=True).click()
+    await page.get_by_role("link", name="New task").click()
+    await page.get_by_label("Title").fill("Post the letters")
+    await page.get_by_label("Errands", exact=True).check()
+    await page.get_by_role("button", name="Create task").click()
+    await expect(page.locator(".task").filter(has_text="Post the letters")).to_contain_text(
+        "Errands"
+    )
+
+    await page.get_by_role("link", name="Categories").click()
+    await page.get_by_role("button", name="Delete Errands").click()
+    dialog = page.get_by_role("dialog", name="Delete “Errands”?")
+    await expect(dialog).to_contain_text("Its tasks stay")
+    await dialog.get_by_role("button", name="Delete category").click()
+    await expect(page.get_by_text("No categories yet")).to_be_visible()
+
+    await page.get_by_role("link", name="Tasks", exact=True).click()
+    task = page.locator(".task").filter(has_text="Post the letters")
+    await expect(task).to_be_visible()
+    await expect(task).not_to_contain_text("Errands")
+
+
+def as_set_cookie(cookie: Cookie) -> SetCookieParam:
+    return SetCookieParam(
+        name=cookie["name"],
+        value=cookie["value"],
+        domain=cookie["domain"],
+        path=cookie["path"],
+        httpOnly=cookie["httpOnly"],
+        secure=cookie["secure"],
+        sameSite=cookie["sameSite"],
+    )
+
+
+async def test_a_reused_refresh_token_signs_out_cleanly(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    """A stale copy of the cookie (as a tab that lost a refresh race would present) ends
+    the whole session: the page lands on sign in, without errors, and stays signed out."""
+    context = await browsing.new_context()
+    page = await browsing.new_page(context)
+    await sign_in(page, await verified_account(server, inbox))
+    [stale] = [cookie for cookie in await context.cookies() if cookie["name"] == REFRESH_COOKIE]
+    await page.reload()  # the reload refreshes: the cookie is rotated
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    [current] = [cookie for cookie in await context.cookies() if cookie["name"] == REFRESH_COOKIE]
+    assert current["value"] != stale["value"]
+
+    await context.add_cookies([as_set_cookie(stale)])
+    await page.reload()
+
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert [cookie for cookie in await context.cookies() if cookie["name"] == REFRESH_COOKIE] == []
+    await context.add_cookies([as_set_cookie(current)])  # the successor died with the session
+    await page.goto("/tasks")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
