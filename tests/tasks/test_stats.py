@@ -208,3 +208,13 @@ async def test_days_are_calendar_days_of_the_zone(
 
     assert (berlin.overdue, berlin.due_today, berlin.due_next_7_days) == (1, 1, 3)
     assert (utc.overdue, utc.due_today, utc.due_next_7_days) == (1, 1, 3)
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE", "PUT", "POST"])
+async def test_other_methods_on_stats_are_405_not_a_task_id(
+    client: httpx.AsyncClient, alice: SignedIn, method: str
+) -> None:
+    response = await client.request(method, STATS, json={}, headers=alice.headers)
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"

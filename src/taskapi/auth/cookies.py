@@ -19,6 +19,7 @@ from taskapi.auth import service
 from taskapi.auth.schemas import TokenResponse
 from taskapi.core.config import Settings
 from taskapi.core.errors import AppError
+from taskapi.core.schemas import document_not_nullable
 
 REFRESH_COOKIE = "taskapi_refresh"
 TOKEN_TRANSPORT_HEADER = "X-Token-Transport"  # noqa: S105 (a header name, not a secret)
@@ -32,6 +33,7 @@ def _cookie_mode(
             alias=TOKEN_TRANSPORT_HEADER,
             description="`cookie`: the refresh token travels in the HttpOnly "
             f"`{REFRESH_COOKIE}` cookie instead of the JSON body (browsers).",
+            json_schema_extra=document_not_nullable,
         ),
     ] = None,
 ) -> bool:

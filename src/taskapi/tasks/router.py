@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from taskapi.auth.dependencies import ActiveUser
 from taskapi.core.db import SessionDep
@@ -30,6 +31,18 @@ from taskapi.tasks.schemas import (
 )
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+class _TaskIdConvertor(StringConvertor):
+    """A path segment that may be a task id: anything but `stats`, which is a route of its
+    own, so that PATCH or DELETE /tasks/stats is 405 (GET only), not a 400 about the id.
+    FastAPI still validates the segment as a UUID (400 naming task_id)."""
+
+    regex = "(?!stats$)[^/]+"
+
+
+register_url_convertor("task_id", _TaskIdConvertor())
+TASK_PATH = "/{task_id:task_id}"
 # Documented with the categories, where a client looks for them.
 category_assignment_router = APIRouter(prefix="/tasks", tags=["categories"])
 
@@ -131,7 +144,7 @@ async def task_stats(
 
 
 @router.get(
-    "/{task_id}",
+    TASK_PATH,
     response_model=TaskRead,
     summary="Get one task",
     responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
@@ -145,7 +158,7 @@ async def get_task(
 
 
 @router.patch(
-    "/{task_id}",
+    TASK_PATH,
     response_model=TaskRead,
     summary="Change a task",
     description=(
@@ -185,7 +198,7 @@ async def update_task(
 
 
 @router.delete(
-    "/{task_id}",
+    TASK_PATH,
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task",
