@@ -259,3 +259,21 @@ async def test_without_the_header_the_token_api_is_unchanged(
         assert not response.headers.get_list("set-cookie")
     assert len(tokens["refresh_token"]) == 64
     assert REFRESH_COOKIE not in client.cookies
+
+
+async def test_a_null_body_is_refused_in_cookie_mode_too(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    await register(client, email=EMAIL)
+    login = await cookie_login(client)
+    token = refresh_cookie(login)[REFRESH_COOKIE].value
+    headers = {**COOKIE_MODE, **bearer(login.json()["access_token"])}
+
+    for path in ("refresh", "logout"):
+        response = await client.post(
+            f"{API}/auth/{path}",
+            content=b"null",
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert field_errors(response) == {"body"}
+    assert (await stored_token(session, token)).revoked_at is None

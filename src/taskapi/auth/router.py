@@ -34,6 +34,7 @@ from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
 from taskapi.core.errors import AppError
 from taskapi.core.openapi import problem_responses, request_body
+from taskapi.core.schemas import document_not_nullable
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -197,9 +198,9 @@ async def refresh(
     cookie_mode: CookieMode,
     request: Request,
     response: Response,
-    body: Annotated[RefreshRequest | None, Body()] = None,
+    body: Annotated[RefreshRequest | None, Body(json_schema_extra=document_not_nullable)] = None,
 ) -> TokenResponse:
-    token = _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
+    token = await _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
     try:
         if token is None:
             raise service.InvalidRefreshToken("There is no refresh token cookie.")
@@ -211,13 +212,18 @@ async def refresh(
     )
 
 
-def _refresh_token_of(
+async def _refresh_token_of(
     body: RefreshRequest | None, *, cookie_mode: bool, request: Request
 ) -> str | None:
-    """The body's refresh token, or in cookie mode the cookie's. Without cookie mode a
-    missing body is the validation error it always was."""
+    """The body's refresh token, or in cookie mode (and no body at all) the cookie's.
+    Without cookie mode a missing body is the validation error it always was; a JSON
+    `null` body is one in every mode."""
     if body is not None:
         return body.refresh_token
+    if await request.body():
+        raise RequestValidationError(
+            [{"type": "model_type", "loc": ("body",), "msg": "Must be an object", "input": None}]
+        )
     if not cookie_mode:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
@@ -241,9 +247,9 @@ async def logout(
     cookie_mode: CookieMode,
     request: Request,
     response: Response,
-    body: Annotated[RefreshRequest | None, Body()] = None,
+    body: Annotated[RefreshRequest | None, Body(json_schema_extra=document_not_nullable)] = None,
 ) -> None:
-    token = _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
+    token = await _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
     if token is not None:
         await service.logout(session=session, user_id=user.id, refresh_token=token)
     if cookie_mode:
