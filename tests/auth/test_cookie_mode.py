@@ -3,9 +3,7 @@ and the JSON token API unchanged without that header (DESIGN §7.1)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -13,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.cookies import REFRESH_COOKIE
 from taskapi.core.config import Settings
-from tests.auth.conftest import (
+from tests.support.apps import AppFactory, SettingsFactory, make_client
+from tests.support.auth import (
     API,
     STRONG_PASSWORD,
     TOKEN_FIELDS,
@@ -23,8 +22,7 @@ from tests.auth.conftest import (
     stored_token,
     stored_user,
 )
-from tests.conftest import SettingsFactory, make_client
-from tests.problems import assert_problem, field_errors
+from tests.support.problems import assert_problem, field_errors
 
 COOKIE_MODE = {"X-Token-Transport": "cookie"}
 EMAIL = "ada@example.com"
@@ -92,7 +90,7 @@ async def test_register_in_cookie_mode_sets_the_cookie(client: httpx.AsyncClient
 
 
 async def test_the_cookie_is_secure_in_production(
-    app_factory: Callable[[Settings], Any], make_settings: SettingsFactory
+    app_factory: AppFactory, make_settings: SettingsFactory
 ) -> None:
     app: FastAPI = await app_factory(make_settings(app_env="production", jwt_secret_key="p" * 40))
     async with make_client(app) as client:

@@ -168,7 +168,7 @@ def test_env_example_as_shipped_is_a_valid_configuration(
         ({"frontend_url": "https://tasks.example.com/"}, "https://tasks.example.com"),
     ],
 )
-def test_frontend_url_defaults_to_this_server(env: dict[str, object], expected: str) -> None:
+def test_frontend_url_defaults_to_this_server(env: dict[str, Any], expected: str) -> None:
     """Email links open the web app this server serves unless FRONTEND_URL says otherwise."""
     assert Settings(_env_file=None, app_env="test", **env).frontend_url == expected
 

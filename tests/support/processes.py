@@ -4,8 +4,9 @@ processes of its own. The root conftest.py registers it (`pytest_plugins`).
 `@pytest.mark.needs_services(*names, reason=...)` names what a test needs and why:
 
 - programs: `initdb` and `pg_ctl` (PostgreSQL's, for `own_postgres`), `redis-server` (for
-  `own_redis`), `uvx` (a pinned tool, tests/clients/). A missing one skips the test, saying
-  what is missing; with TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets) it fails it.
+  `own_redis`), `uvx` (a pinned tool, tests/clients/), `chromium` (Debian's, for the browser
+  tests in tests/web). A missing one skips the test, saying what is missing; with
+  TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets) it fails it.
 - backends: `postgresql` (TEST_DATABASE_URL) and `redis` (TEST_REDIS_URL). Each pass picks
   its backends, so a test that needs one is skipped on the passes without it, flag or not; a
   configured backend that cannot be reached stops the run (tests/conftest.py).
@@ -45,7 +46,9 @@ from tests.support.smtp import SmtpServer
 
 REQUIRE_SERVICES_VARIABLE = "TASKAPI_TEST_REQUIRE_SERVICES"
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl")
-PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server", "uvx")
+CHROMIUM = "/usr/lib/chromium/chromium"
+"""Debian's real chromium binary (not the /usr/bin wrapper script), which Playwright drives."""
+PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server", "uvx", "chromium")
 BACKENDS = {
     "postgresql": ("PostgreSQL", "TEST_DATABASE_URL", POSTGRES_URL),
     "redis": ("Redis", "TEST_REDIS_URL", REDIS_URL),
@@ -66,7 +69,10 @@ def services_required() -> bool:
 
 def find_program(name: str) -> str | None:
     """`name`'s path. PostgreSQL's server programs are looked up first in Debian's versioned
-    directories (the newest version), which are not on PATH, then on PATH."""
+    directories (the newest version), which are not on PATH, then on PATH; chromium only
+    where Debian's package puts its binary."""
+    if name == "chromium":
+        return CHROMIUM if os.access(CHROMIUM, os.X_OK) else None
     if name in POSTGRES_PROGRAMS:
         candidates = sorted(
             glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
@@ -81,6 +87,11 @@ def find_program(name: str) -> str | None:
 def missing_program(name: str) -> str | None:
     """Why program `name` cannot be used here, or None when it can."""
     if find_program(name) is None:
+        if name == "chromium":
+            return (
+                f"needs Debian's chromium, not found at {CHROMIUM} "
+                "(apt-get install -y --no-install-recommends chromium)"
+            )
         where = (
             "on PATH or in /usr/lib/postgresql/*/bin" if name in POSTGRES_PROGRAMS else "on PATH"
         )

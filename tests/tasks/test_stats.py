@@ -14,9 +14,9 @@ from taskapi.core.config import Settings
 from taskapi.tasks import service
 from taskapi.tasks.models import TaskPriority, TaskStatus
 from taskapi.tasks.schemas import STATS_DAYS
-from tests.factories import SignedIn, sign_in
-from tests.problems import assert_problem, field_errors
-from tests.tasks.conftest import TASKS, AddTask, in_days, stored
+from tests.support.factories import SignedIn, sign_in
+from tests.support.problems import assert_problem, field_errors
+from tests.support.tasks import TASKS, AddTask, in_days, stored
 
 STATS = f"{TASKS}/stats"
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

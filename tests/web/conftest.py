@@ -2,34 +2,29 @@
 chromium driven by Playwright, with axe-core on every screen and screenshots of each.
 
 Chromium is Debian's (`apt-get install -y --no-install-recommends chromium`), never one
-that `playwright install` downloads. Without it these tests are skipped with that hint;
-where a missing service must fail the run (TASKAPI_TEST_REQUIRE_SERVICES=1, as `.ci/run`
-sets, or CI set) they fail instead. They carry the `browser` marker.
+that `playwright install` downloads. The tests carry `BROWSER_TESTS`: the `browser` marker
+and needs_services("chromium"), so they are skipped with that hint where it is missing,
+and fail under TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
 import os
 import re
 import signal
-import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import (
     Browser,
@@ -41,7 +36,9 @@ from playwright.async_api import (
 )
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-CHROMIUM = Path("/usr/lib/chromium/chromium")
+from tests.support.processes import CHROMIUM, free_port
+from tests.support.smtp import SmtpServer
+
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -63,20 +60,10 @@ EXPECTED_CONSOLE = re.compile(
 )
 
 
-def _require_chromium() -> None:
-    if CHROMIUM.is_file():
-        return
-    hint = "needs Debian's chromium: apt-get install -y --no-install-recommends chromium"
-    if os.environ.get("TASKAPI_TEST_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
-        pytest.fail(hint)
-    pytest.skip(hint)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.needs_services("chromium", reason="drives the web app in a real browser"),
+]
 
 
 # --- a real inbox ---------------------------------------------------------------------------
@@ -84,26 +71,15 @@ def _free_port() -> int:
 LINK = re.compile(r"https?://[^\s\"<>]+/(verify-email|reset-password)\?token=[0-9a-f]{64}")
 
 
-@dataclass
-class Inbox:
+class Inbox(SmtpServer):
     """What the app's SMTP backend delivered to a loopback aiosmtpd server."""
-
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        message = email.message_from_bytes(envelope.content, policy=default_policy)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 OK"
 
     async def link(self, to: str, kind: str, *, after: int = 0) -> str:
         """The `kind` link ("verify-email" / "reset-password") of the first such email to
         `to` among the messages from index `after` on; waits for it to arrive."""
         deadline = time.monotonic() + MAIL_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            for message in self.messages[after:]:
+            for _envelope, message in self.messages[after:]:
                 if message["To"] != to:
                     continue
                 body = message.get_body(preferencelist=("plain",))
@@ -117,7 +93,7 @@ class Inbox:
 
 @pytest.fixture(scope="module")
 def inbox() -> Iterator[Inbox]:
-    server = Inbox(port=_free_port())
+    server = Inbox(port=free_port())
     controller = Controller(server, hostname="127.0.0.1", port=server.port)
     controller.start()
     try:
@@ -162,7 +138,7 @@ async def start_server(
     started: list[LiveServer] = []
 
     async def start(**env: str) -> LiveServer:
-        port = _free_port()
+        port = free_port()
         workdir = tmp_path_factory.mktemp("server")
         log = workdir / "server.log"
         base = {
@@ -231,10 +207,9 @@ async def server(start_server: ServerFactory) -> LiveServer:
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    _require_chromium()
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
         )
         yield launched
         await launched.close()

@@ -11,12 +11,19 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
-import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.conftest import PASSWORD, Browsing, Inbox, LiveServer, check_screen, new_email
+from tests.web.conftest import (
+    BROWSER_TESTS,
+    PASSWORD,
+    Browsing,
+    Inbox,
+    LiveServer,
+    check_screen,
+    new_email,
+)
 
-pytestmark = pytest.mark.browser
+pytestmark = BROWSER_TESTS
 
 NEW_PASSWORD = "N3w!Passw0rd"
 # Title, priority, category, due in days (None: no due date)

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 from playwright._impl._api_structures import SetCookieParam  # not re-exported by the API
 from playwright.async_api import Cookie, Page, Route, expect
 
 from taskapi.auth.cookies import REFRESH_COOKIE
 from tests.web.conftest import (
+    BROWSER_TESTS,
     PASSWORD,
     Browsing,
     Inbox,
@@ -25,7 +25,7 @@ from tests.web.conftest import (
     new_email,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = BROWSER_TESTS
 
 API = "/api/v1"
 NEW_PASSWORD = "N3w!Passw0rd"

@@ -4,18 +4,15 @@ static files with their types and caching, a strict CSP, and the paths it must l
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from taskapi.core.config import Settings
 from taskapi.web import CONTENT_SECURITY_POLICY, WEB_ROOT
-from tests.conftest import SettingsFactory, make_client
-from tests.problems import assert_problem
+from tests.support.apps import AppFactory, SettingsFactory, make_client
+from tests.support.problems import assert_problem
 
 STATIC = WEB_ROOT / "static"
 STATIC_FILES = sorted(path for path in STATIC.rglob("*") if path.is_file())
@@ -140,7 +137,7 @@ async def test_api_answers_carry_no_page_policy(client: httpx.AsyncClient) -> No
 
 
 async def test_web_app_disabled_serves_only_the_api(
-    app_factory: Callable[[Settings], Any], make_settings: SettingsFactory
+    app_factory: AppFactory, make_settings: SettingsFactory
 ) -> None:
     app: FastAPI = await app_factory(make_settings(web_app_enabled=False))
     async with make_client(app) as client:
