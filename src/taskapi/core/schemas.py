@@ -1,5 +1,6 @@
 """What request bodies share: the one rule for PATCH fields that may be left out but not
-sent as null."""
+sent as null, and its schema half for parameters that need only that (an optional header
+or body that is never `null`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _refuse_null(value: object) -> object:
     return value
 
 
-def _document_not_nullable(schema: JsonDict) -> None:
+def document_not_nullable(schema: JsonDict) -> None:
     """The document shows the field as `T` alone: no `null` branch, no default."""
     branches = schema.pop("anyOf", [])
     if isinstance(branches, list):
@@ -30,7 +31,7 @@ def _document_not_nullable(schema: JsonDict) -> None:
 Omittable = Annotated[
     T | None,
     BeforeValidator(_refuse_null),
-    Field(json_schema_extra=_document_not_nullable),
+    Field(json_schema_extra=document_not_nullable),
 ]
 """A PATCH field that may be left out (it stays as it is) but not sent as null:
 `name: Omittable[Name] = None`. Python needs the None default to tell "absent" apart
