@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -54,6 +55,7 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 MAIL_TIMEOUT_SECONDS = 15.0
 PASSWORD = "Str0ng!Passw0rd"
+BROWSER_ZONE = ZoneInfo("Europe/Berlin")
 # Answers the browser logs as console errors on its own; the app shows them on the page.
 EXPECTED_CONSOLE = re.compile(
     r"Failed to load resource: the server responded with a status of (4\d\d|503)"
@@ -241,7 +243,7 @@ class Browsing:
             viewport=DESKTOP,
             base_url=self.base_url,
             color_scheme=color_scheme,
-            timezone_id="Europe/Berlin",
+            timezone_id=BROWSER_ZONE.key,
             locale="en-GB",
         )
         context.set_default_timeout(15_000)

@@ -1,7 +1,7 @@
 """One person's whole way through the web app, in a real browser against a real server and
 a real SMTP inbox: sign up, the emailed link, categories and tasks, filters, search, sort
-and pages, a conflict with a second page, delete (and Undo when there is a trash), a new
-password, sessions (when the server has them), sign out."""
+and pages, a conflict with a second page, delete and Undo, the trash, a new password,
+sessions (when the server has them), sign out."""
 
 from __future__ import annotations
 
@@ -43,18 +43,13 @@ async def shown_titles(page: Page) -> list[str]:
     return [text.strip() for text in await page.locator(".task-title").all_inner_texts()]
 
 
-async def capabilities(server: LiveServer) -> set[str]:
+async def offers_sessions(server: LiveServer) -> bool:
+    """Whether the server lists /auth/sessions (the account screen shows them only then)."""
     async with httpx.AsyncClient(
         base_url=server.base_url.replace("localhost", "127.0.0.1")
     ) as http:
         document = (await http.get("/openapi.json")).json()
-    paths = set(document["paths"])
-    found = set()
-    if "/api/v1/tasks/{task_id}/restore" in paths:
-        found.add("trash")
-    if "/api/v1/auth/sessions" in paths:
-        found.add("sessions")
-    return found
+    return "/api/v1/auth/sessions" in document["paths"]
 
 
 def local_input(days: int) -> str:
@@ -64,7 +59,7 @@ def local_input(days: int) -> str:
 
 
 async def test_the_whole_journey(browsing: Browsing, inbox: Inbox, server: LiveServer) -> None:
-    offers = await capabilities(server)
+    sessions_offered = await offers_sessions(server)
     email = new_email()
     context = await browsing.new_context()
     page = await browsing.new_page(context)
@@ -209,23 +204,33 @@ async def test_the_whole_journey(browsing: Browsing, inbox: Inbox, server: LiveS
     await expect(kept).to_contain_text("Washer size 1/2 inch.")
     await other.close()
 
-    # --- delete (and Undo when the server keeps a trash) ------------------------------------
+    # --- delete and Undo, delete again: the task waits in the trash ------------------------
     doomed = page.locator(".task").filter(has_text="Read the design review")
     await doomed.get_by_role("button", name=re.compile("Delete")).click()
-    if "trash" in offers:
-        await page.get_by_role("button", name="Undo").click()
-        await expect(
-            page.get_by_role("link", name="Read the design review", exact=True)
-        ).to_be_visible()
-    else:
-        dialog = page.get_by_role("dialog", name="Delete this task?")
-        await expect(dialog).to_be_visible()
-        await check_screen(page, "delete-confirm")
-        await dialog.get_by_role("button", name="Delete").click()
-        await expect(
-            page.get_by_role("link", name="Read the design review", exact=True)
-        ).to_have_count(0)
-        await expect(page.get_by_text(showing(1, 6, 6))).to_be_visible()
+    await expect(page.get_by_role("link", name="Read the design review", exact=True)).to_have_count(
+        0
+    )
+    await expect(page.get_by_text(showing(1, 6, 6))).to_be_visible()
+    await (
+        page.locator(".toast")
+        .filter(has_text="Deleted “Read the design review”.")
+        .get_by_role("button", name="Undo")
+        .click()
+    )
+    await expect(page.get_by_text("Restored “Read the design review”.")).to_be_visible()
+    await expect(
+        page.get_by_role("link", name="Read the design review", exact=True)
+    ).to_be_visible()
+    await expect(page.get_by_text(showing(1, 7, 7))).to_be_visible()
+    await doomed.get_by_role("button", name=re.compile("Delete")).click()
+    await expect(page.get_by_text(showing(1, 6, 6))).to_be_visible()
+    await page.get_by_role("link", name="Trash").click()
+    await expect(page.get_by_role("heading", name="Trash")).to_be_visible()
+    trashed = page.get_by_role("list", name="Deleted tasks")
+    await expect(trashed.get_by_role("listitem")).to_have_count(1)
+    await expect(trashed.get_by_role("listitem")).to_contain_text("Read the design review")
+    await expect(trashed.get_by_role("listitem")).to_contain_text("Deleted now")
+    await check_screen(page, "trash")
 
     # --- the dashboard ----------------------------------------------------------------------
     await page.get_by_role("link", name="Dashboard").click()
@@ -267,7 +272,7 @@ async def test_the_whole_journey(browsing: Browsing, inbox: Inbox, server: LiveS
     await dark_page.get_by_role("link", name="Categories").click()
     await expect(dark_page.get_by_role("heading", name="Sign in")).to_be_visible()
     await expect(dark_page.get_by_text("Your session has ended")).to_be_visible()
-    if "sessions" in offers:
+    if sessions_offered:
         await page.get_by_role("link", name="Account").click()
         sessions = page.get_by_role("list", name="Signed-in sessions")
         await expect(sessions.get_by_text("This device")).to_be_visible()

@@ -4,10 +4,11 @@ and 503 banners, pages that do not exist, and keyboard use."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import httpx
 from playwright._impl._api_structures import SetCookieParam  # not re-exported by the API
@@ -16,6 +17,7 @@ from playwright.async_api import Cookie, Page, Route, expect
 from taskapi.auth.cookies import REFRESH_COOKIE
 from tests.web.conftest import (
     BROWSER_TESTS,
+    BROWSER_ZONE,
     PASSWORD,
     Browsing,
     Inbox,
@@ -67,6 +69,29 @@ async def expect_field_error(page: Page, label: str, message: str | re.Pattern[s
     await expect(error).to_have_text(message)
 
 
+@contextlib.asynccontextmanager
+async def api_client(server: LiveServer, email: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The JSON API as `email` (signed in with a token of its own), to check what is stored."""
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        signed_in = await http.post(
+            f"{API}/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        http.headers["Authorization"] = f"Bearer {signed_in.json()['access_token']}"
+        yield http
+
+
+def local_day(days: int, clock: str) -> datetime:
+    """`days` from today at `clock` (HH:MM) in the browser's zone, Europe/Berlin."""
+    hour, minute = map(int, clock.split(":"))
+    day = datetime.now(BROWSER_ZONE) + timedelta(days=days)
+    return day.replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+
+def parse_instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 # --- sign up, sign in -----------------------------------------------------------------------
 
 
@@ -115,7 +140,7 @@ async def test_sign_in_says_wrong_and_then_until_when_the_account_is_locked(
     alert = page.get_by_role("alert")
     await expect(alert).to_contain_text("this account is locked until")
     # The browser shows it in its own zone (Europe/Berlin) and to the minute.
-    until = datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(minutes=15)
+    until = datetime.now(BROWSER_ZONE) + timedelta(minutes=15)
     minutes = "|".join(f"{until + timedelta(minutes=step):%H:%M}" for step in (-1, 0, 1))
     await expect(alert).to_contain_text(re.compile(f"locked until .*({minutes})"))
     await expect(alert).to_contain_text("in 15 minutes")
@@ -268,17 +293,115 @@ async def test_task_form_shows_field_errors(
     browsing: Browsing, server: LiveServer, inbox: Inbox
 ) -> None:
     page = await browsing.new_page()
-    await sign_in(page, await verified_account(server, inbox))
+    email = await verified_account(server, inbox)
+    await sign_in(page, email)
     await page.get_by_role("link", name="New task").click()
     await page.get_by_label("Title").fill("ab")
     yesterday = (datetime.now() - timedelta(days=1)).strftime("%Y-%m-%dT10:00")
     await page.get_by_label("Due date").fill(yesterday)
+    await page.get_by_label("Remind me at").fill(yesterday)
     await page.get_by_role("button", name="Create task").click()
 
     await expect_field_error(page, "Title", re.compile("at least 3 characters"))
     await expect_field_error(page, "Due date", re.compile("must not be in the past"))
+    await expect_field_error(page, "Remind me at", re.compile("must not be in the past"))
     await expect(page.get_by_label("Title")).to_be_focused()
     await check_screen(page, "task-new-errors")
+
+    # A repeating task needs a due date to count from (the server says so after the rest).
+    await page.get_by_label("Title").fill("Water the plants")
+    await page.get_by_label("Due date").fill("")
+    await page.get_by_label("Remind me at").fill("")
+    await page.get_by_label("Repeat").select_option("DAILY")
+    await page.get_by_role("button", name="Create task").click()
+    await expect_field_error(page, "Repeat", "A recurring task needs a “Due date”")
+    await expect(page.get_by_label("Title")).not_to_have_attribute("aria-invalid", "true")
+    async with api_client(server, email) as http:
+        assert (await http.get(f"{API}/tasks")).json()["total"] == 0
+
+
+async def test_a_repeating_task_with_a_reminder(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    """Reminder and recurrence from the form to the stored task and back into the form;
+    completing it from the list brings the next one, a week on."""
+    page = await browsing.new_page()
+    email = await verified_account(server, inbox)
+    await sign_in(page, email)
+    due = local_day(2, "09:30")
+    remind = local_day(1, "18:00")
+    await page.get_by_role("link", name="New task").click()
+    await page.get_by_label("Title").fill("Water the plants")
+    await page.get_by_label("Due date").fill(due.strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("Remind me at").fill(remind.strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("Repeat").select_option("WEEKLY")
+    await page.get_by_label("Ends").select_option("count")
+    await page.get_by_label("Times").fill("3")
+    await check_screen(page, "task-new-repeating")
+    await page.get_by_role("button", name="Create task").click()
+
+    item = page.locator(".task").filter(has_text="Water the plants")
+    await expect(item).to_contain_text("Every week, 3 times")
+    await expect(item).to_contain_text("Reminder")
+    async with api_client(server, email) as http:
+        [first] = (await http.get(f"{API}/tasks")).json()["items"]
+    assert first["recurrence"] == "FREQ=WEEKLY;COUNT=3"
+    assert parse_instant(first["due_date"]) == due
+    assert parse_instant(first["remind_at"]) == remind
+
+    # Completing it creates the next one: due a week later, the reminder moved as much.
+    await page.get_by_label("Completed: Water the plants").check()
+    await expect(item).to_have_count(2)
+    following = page.locator(".task.status-pending").filter(has_text="Water the plants")
+    await expect(following).to_contain_text("Every week, 2 times")
+    async with api_client(server, email) as http:
+        completed = (await http.get(f"{API}/tasks/{first['id']}")).json()
+        assert completed["status"] == "completed"
+        assert completed["next_occurrence_id"] is not None
+        second = (await http.get(f"{API}/tasks/{completed['next_occurrence_id']}")).json()
+    assert second["recurrence"] == "FREQ=WEEKLY;COUNT=2"
+    assert parse_instant(second["due_date"]) == due + timedelta(days=7)
+    assert parse_instant(second["remind_at"]) == remind + timedelta(days=7)
+
+    # The completed task links to the next one, whose form shows the rule it has.
+    done = page.locator(".task.status-completed")
+    await done.get_by_role("link", name="Water the plants", exact=True).click()
+    await expect(page.get_by_role("heading", name="Edit task")).to_be_visible()
+    await page.get_by_role("link", name="Open the next occurrence").click()
+    await expect(page).to_have_url(re.compile(f"/tasks/{second['id']}$"))
+    await expect(page.get_by_label("Repeat")).to_have_value("WEEKLY")
+    await expect(page.get_by_label("Ends")).to_have_value("count")
+    await expect(page.get_by_label("Times")).to_have_value("2")
+    await expect(page.get_by_label("Remind me at")).to_have_value(
+        (remind + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+    )
+    await check_screen(page, "task-edit-repeating")
+
+    # Every two weeks on Monday and Wednesday; then a title change leaves the rule alone.
+    await page.get_by_label("Every").fill("2")
+    await page.get_by_label("Mon", exact=True).check()
+    await page.get_by_label("Wed", exact=True).check()
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    await expect(following).to_contain_text("Every 2 weeks on Mon, Wed, 2 times")
+    async with api_client(server, email) as http:
+        changed = (await http.get(f"{API}/tasks/{second['id']}")).json()
+    assert changed["recurrence"] == "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;COUNT=2"
+    assert changed["version"] == second["version"] + 1
+
+    # No reminder, no repeat: both cleared.
+    await following.get_by_role("link", name="Water the plants", exact=True).click()
+    await page.get_by_label("Remind me at").fill("")
+    await page.get_by_label("Repeat").select_option("")
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    await expect(following).not_to_contain_text("Every")
+    await expect(following).not_to_contain_text("Reminder")
+    async with api_client(server, email) as http:
+        cleared = (await http.get(f"{API}/tasks/{second['id']}")).json()
+    assert cleared["recurrence"] is None
+    assert cleared["remind_at"] is None
+    assert cleared["version"] == changed["version"] + 1
 
 
 async def test_a_backwards_due_range_is_explained_at_its_field(

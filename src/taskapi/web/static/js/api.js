@@ -264,10 +264,6 @@ export async function loadCapabilities() {
   const found = {
     sessions: false,
     tokens: false,
-    trash: false,
-    stats: false,
-    reminders: false,
-    recurrence: false,
     scopes: [],
   };
   try {
@@ -276,16 +272,8 @@ export async function loadCapabilities() {
       const doc = await response.json();
       const paths = Object.keys(doc.paths || {}).map((path) => path.replace(/\{[^}]+\}/g, "{}"));
       const has = (path) => paths.includes(`${API}${path}`);
-      const taskRead = doc.components?.schemas?.TaskRead?.properties || {};
-      const listParameters = doc.paths?.[`${API}/tasks`]?.get?.parameters || [];
       found.sessions = has("/auth/sessions");
       found.tokens = has("/auth/tokens");
-      found.trash =
-        has("/tasks/{}/restore") && listParameters.some((parameter) => parameter.name === "deleted");
-      found.stats = has("/tasks/stats");
-      found.reminders = "remind_at" in taskRead;
-      found.recurrence = "recurrence" in taskRead;
-      found.completedAt = "completed_at" in taskRead;
       found.scopes = scopesOf(doc);
     }
   } catch {

@@ -81,3 +81,32 @@ export function timeZone() {
 export function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
+
+const FREQUENCY_WORDS = {
+  DAILY: ["day", "days"],
+  WEEKLY: ["week", "weeks"],
+  MONTHLY: ["month", "months"],
+  YEARLY: ["year", "years"],
+};
+const DAY_NAMES = { MO: "Mon", TU: "Tue", WE: "Wed", TH: "Thu", FR: "Fri", SA: "Sat", SU: "Sun" };
+
+/** An RRULE in words: "Every 2 weeks on Mon, Wed, 10 times". Unknown shapes stay as given. */
+export function describeRule(rule) {
+  if (!rule) return "";
+  const parts = Object.fromEntries(
+    rule.split(";").map((piece) => piece.split("=").map((text) => text.trim().toUpperCase())),
+  );
+  const words = FREQUENCY_WORDS[parts.FREQ];
+  if (!words) return rule;
+  const every = Number(parts.INTERVAL || 1);
+  const text = [every > 1 ? `Every ${every} ${words[1]}` : `Every ${words[0]}`];
+  if (parts.BYDAY) {
+    text.push(`on ${parts.BYDAY.split(",").map((day) => DAY_NAMES[day] || day).join(", ")}`);
+  }
+  if (parts.BYMONTHDAY) text.push(`on day ${parts.BYMONTHDAY}`);
+  let described = text.join(" ");
+  if (parts.COUNT) described += `, ${plural(Number(parts.COUNT), "time")}`;
+  const until = /^(\d{4})(\d{2})(\d{2})/.exec(parts.UNTIL || "");
+  if (until) described += `, until ${dateOnly.format(new Date(`${until[1]}-${until[2]}-${until[3]}T12:00:00`))}`;
+  return described;
+}

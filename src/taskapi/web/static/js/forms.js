@@ -126,7 +126,7 @@ function inOwnWords(form, message, aliases) {
     const label = form.querySelector(`[data-field="${CSS.escape(name)}"] .label`);
     if (label) text = text.replaceAll(apiName, `“${label.textContent}”`);
   }
-  return text;
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 function focusFirstInvalid(form) {

@@ -1,7 +1,7 @@
 // Start-up: learn what the server offers, restore the session from the refresh cookie,
 // draw the header and route to the screen of the URL.
 
-import { api, ApiError, caps, endSession, loadCapabilities, onSessionChange, refreshSession, signedIn, user } from "./api.js";
+import { api, ApiError, endSession, loadCapabilities, onSessionChange, refreshSession, signedIn, user } from "./api.js";
 import { h } from "./dom.js";
 import { describeProblem } from "./forms.js";
 import { toast } from "./notices.js";
@@ -29,17 +29,18 @@ function registerRoutes() {
   route("/tasks/:id", taskForm);
   route("/categories", categories);
   route("/account", account);
-  if (caps().stats) route("/dashboard", dashboard);
-  if (caps().trash) route("/trash", trash);
+  route("/dashboard", dashboard);
+  route("/trash", trash);
 }
 
 function navigation() {
-  const links = [["/tasks", "Tasks"]];
-  if (caps().stats) links.push(["/dashboard", "Dashboard"]);
-  links.push(["/categories", "Categories"]);
-  if (caps().trash) links.push(["/trash", "Trash"]);
-  links.push(["/account", "Account"]);
-  return links;
+  return [
+    ["/tasks", "Tasks"],
+    ["/dashboard", "Dashboard"],
+    ["/categories", "Categories"],
+    ["/trash", "Trash"],
+    ["/account", "Account"],
+  ];
 }
 
 async function signOut() {

@@ -2,10 +2,11 @@
 // version_conflict, the saved task is fetched and shown beside the user's change, and the
 // user keeps theirs (saved on top of the new version) or takes the saved one.
 
-import { api, ApiError, caps } from "../api.js";
+import { api, ApiError } from "../api.js";
 import { h, swatch, uid } from "../dom.js";
 import { busy, clearErrors, field, formError, setFormError, showProblem } from "../forms.js";
 import {
+  describeRule,
   formatDateTime,
   fromLocalInput,
   PRIORITY_LABELS,
@@ -41,6 +42,8 @@ const FREQUENCIES = [
   ["MONTHLY", "Monthly"],
   ["YEARLY", "Yearly"],
 ];
+// The order of the server's canonical spelling of a rule.
+const RULE_KEYS = ["FREQ", "INTERVAL", "BYDAY", "BYMONTHDAY", "COUNT", "UNTIL"];
 const UNITS = { DAILY: "days", WEEKLY: "weeks", MONTHLY: "months", YEARLY: "years" };
 
 /** Open the edit screen straight on the conflict between `task` and the user's `changes`. */
@@ -68,12 +71,22 @@ function dateToUntil(value) {
   return end.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
 }
 
-/** The "Repeat" controls; `read()` gives back an RRULE (or null), keeping parts it does not show. */
+/** The rule's parts in the server's canonical order, without the default INTERVAL=1. */
+function canonicalRule(rule) {
+  if (!rule) return null;
+  const parts = parseRule(rule);
+  if (parts.INTERVAL === "1") delete parts.INTERVAL;
+  return RULE_KEYS.filter((key) => key in parts)
+    .map((key) => `${key}=${parts[key]}`)
+    .join(";");
+}
+
+/**
+ * The "Repeat" controls; `read()` gives back an RRULE (or null). Parts it does not show
+ * (BYMONTHDAY, a numbered BYDAY such as 1MO) are kept while the frequency allows them.
+ */
 function recurrenceEditor(rule) {
   const parts = parseRule(rule);
-  const kept = Object.fromEntries(
-    Object.entries(parts).filter(([key]) => !["FREQ", "INTERVAL", "BYDAY", "COUNT", "UNTIL"].includes(key)),
-  );
   const frequency = field({ label: "Repeat", name: "freq", type: "select", value: parts.FREQ || "", options: FREQUENCIES });
   const interval = field({
     label: "Every",
@@ -82,9 +95,9 @@ function recurrenceEditor(rule) {
     min: 1,
     max: 999,
     value: parts.INTERVAL || "1",
-    hint: UNITS[parts.FREQ] || "",
+    hint: UNITS[parts.FREQ] || UNITS.DAILY,
   });
-  const days = new Set((parts.BYDAY || "").split(",").filter(Boolean));
+  const days = new Set(parts.FREQ === "WEEKLY" ? (parts.BYDAY || "").split(",").filter(Boolean) : []);
   const dayBoxes = h(
     "fieldset",
     { class: "weekdays" },
@@ -117,16 +130,15 @@ function recurrenceEditor(rule) {
   const wrapper = h(
     "fieldset",
     { class: "recurrence", "data-field": "recurrence" },
-    h("legend", {}, "Repeat"),
+    h("legend", {}, "Recurrence"),
     frequency,
     details,
-    h("p", { class: "field-error", hidden: true }),
   );
   const sync = () => {
     const freq = frequency.querySelector("select").value;
     details.hidden = !freq;
     dayBoxes.hidden = freq !== "WEEKLY";
-    interval.querySelector(".hint").textContent = UNITS[freq] || "";
+    interval.querySelector(".hint").textContent = UNITS[freq] || UNITS.DAILY;
     const kind = ends.querySelector("select").value;
     count.hidden = kind !== "count";
     until.hidden = kind !== "until";
@@ -136,19 +148,23 @@ function recurrenceEditor(rule) {
   const read = () => {
     const freq = frequency.querySelector("select").value;
     if (!freq) return null;
-    const rule = [`FREQ=${freq}`];
+    const chosen = { FREQ: freq };
     const every = Number(interval.querySelector("input").value || 1);
-    if (every > 1) rule.push(`INTERVAL=${every}`);
+    if (every > 1) chosen.INTERVAL = String(every);
     if (freq === "WEEKLY") {
-      const chosen = [...dayBoxes.querySelectorAll("input:checked")].map((box) => box.value);
-      if (chosen.length) rule.push(`BYDAY=${chosen.join(",")}`);
+      const picked = [...dayBoxes.querySelectorAll("input:checked")].map((box) => box.value);
+      if (picked.length) chosen.BYDAY = picked.join(",");
+    } else if (freq === parts.FREQ && parts.BYDAY) {
+      chosen.BYDAY = parts.BYDAY;
     }
-    for (const [key, value] of Object.entries(kept)) rule.push(`${key}=${value}`);
+    if (freq !== "WEEKLY" && parts.BYMONTHDAY) chosen.BYMONTHDAY = parts.BYMONTHDAY;
     const kind = ends.querySelector("select").value;
-    if (kind === "count") rule.push(`COUNT=${count.querySelector("input").value || 1}`);
+    if (kind === "count") chosen.COUNT = count.querySelector("input").value || "1";
     const untilValue = until.querySelector("input").value;
-    if (kind === "until" && untilValue) rule.push(`UNTIL=${dateToUntil(untilValue)}`);
-    return rule.join(";");
+    if (kind === "until" && untilValue) chosen.UNTIL = dateToUntil(untilValue);
+    return RULE_KEYS.filter((key) => key in chosen)
+      .map((key) => `${key}=${chosen[key]}`)
+      .join(";");
   };
   return { element: wrapper, read };
 }
@@ -194,7 +210,7 @@ function changesBetween(base, mine) {
   for (const key of ["due_date", "remind_at"]) {
     if (key in mine && !sameInstant(mine[key], base[key])) changes[key] = mine[key];
   }
-  if ("recurrence" in mine && (mine.recurrence || null) !== (base.recurrence || null)) {
+  if ("recurrence" in mine && canonicalRule(mine.recurrence) !== canonicalRule(base.recurrence)) {
     changes.recurrence = mine.recurrence;
   }
   return changes;
@@ -206,6 +222,7 @@ function display(key, task) {
   if (key === "status") return STATUS_LABELS[value];
   if (key === "priority") return PRIORITY_LABELS[value];
   if (key === "due_date" || key === "remind_at") return formatDateTime(value);
+  if (key === "recurrence") return describeRule(value);
   return String(value);
 }
 
@@ -241,7 +258,7 @@ function facts(task) {
     { class: "facts" },
     items.map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value))),
     task.next_occurrence_id
-      ? h("div", {}, h("dt", {}, "Next occurrence"), h("dd", {}, h("a", { href: `/tasks/${task.next_occurrence_id}` }, "Open")))
+      ? h("div", {}, h("dt", {}, "Next occurrence"), h("dd", {}, h("a", { href: `/tasks/${task.next_occurrence_id}` }, "Open the next occurrence")))
       : null,
   );
 }
@@ -269,15 +286,15 @@ export async function taskForm({ params, state, stillCurrent }) {
       due_date: fromLocalInput(form.elements.due_date.value),
     };
     if (!isNew) data.status = form.elements.status.value;
-    if (caps().reminders) data.remind_at = fromLocalInput(form.elements.remind_at.value);
-    if (caps().recurrence) data.recurrence = recurrence.read();
+    data.remind_at = fromLocalInput(form.elements.remind_at.value);
+    data.recurrence = recurrence.read();
     return data;
   };
   const chosenCategories = () =>
     [...form.querySelectorAll("input[name=category_ids]:checked")].map((box) => box.value);
 
   const buildForm = (values) => {
-    recurrence = caps().recurrence ? recurrenceEditor(values?.recurrence) : null;
+    recurrence = recurrenceEditor(values?.recurrence);
     const priorityOptions = Object.entries(PRIORITY_LABELS);
     const built = h(
       "form",
@@ -297,17 +314,15 @@ export async function taskForm({ params, state, stillCurrent }) {
         "div",
         { class: "row" },
         field({ label: "Due date", name: "due_date", type: "datetime-local", value: toLocalInput(values?.due_date) }),
-        caps().reminders
-          ? field({
-              label: "Remind me at",
-              name: "remind_at",
-              type: "datetime-local",
-              value: toLocalInput(values?.remind_at),
-              hint: "An email at that time.",
-            })
-          : null,
+        field({
+          label: "Remind me at",
+          name: "remind_at",
+          type: "datetime-local",
+          value: toLocalInput(values?.remind_at),
+          hint: "An email at that time.",
+        }),
       ),
-      recurrence ? recurrence.element : null,
+      recurrence.element,
       categoryPicker(categories, values?.categories || []),
       h(
         "div",
@@ -332,7 +347,8 @@ export async function taskForm({ params, state, stillCurrent }) {
     }
   };
 
-  const problemOptions = { aliases: { body: "title" } };
+  // "due_date" in a message (a recurrence needs one) is named as its field is labelled.
+  const problemOptions = { aliases: { body: "title", due_date: "due_date" } };
 
   const finish = async (message) => {
     toast(message);

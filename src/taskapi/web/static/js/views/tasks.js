@@ -1,19 +1,20 @@
 // The task list: filters, search, sort, pages and counts, all kept in the URL so a reload
-// or the back button shows the same list. Quick completion and delete (with Undo when the
-// server has a trash) work from the list.
+// or the back button shows the same list. Quick completion and delete (to the trash, with
+// Undo) work from the list.
 
-import { api, ApiError, caps } from "../api.js";
+import { api, ApiError } from "../api.js";
 import { h, swatch, srOnly } from "../dom.js";
 import { clearErrors, describeProblem, field, formError, showProblem } from "../forms.js";
 import {
   dayBoundary,
+  describeRule,
   formatDateTime,
   plural,
   PRIORITY_LABELS,
   SORT_LABELS,
   STATUS_LABELS,
 } from "../format.js";
-import { announce, confirmDialog, toast } from "../notices.js";
+import { announce, toast } from "../notices.js";
 import { navigate, replaceQuery, setTitle } from "../router.js";
 import { openConflict } from "./task-form.js";
 
@@ -60,39 +61,25 @@ function urlParams(state) {
   return params;
 }
 
-/** Delete a task; offer Undo when the server keeps a trash. `after` runs once either is done. */
+/** Delete a task (to the trash) and offer Undo, which restores it; `after` runs after each. */
 export async function deleteTask(task, after) {
-  if (!caps().trash) {
-    const sure = await confirmDialog({
-      title: "Delete this task?",
-      body: `“${task.title}” will be deleted for good.`,
-      confirm: "Delete",
-      danger: true,
-    });
-    if (!sure) return false;
-  }
   await api("DELETE", `/tasks/${task.id}`);
   await after();
-  if (caps().trash) {
-    toast(`Deleted “${task.title}”.`, {
-      seconds: 10,
-      action: {
-        label: "Undo",
-        run: async () => {
-          try {
-            await api("POST", `/tasks/${task.id}/restore`);
-            toast(`Restored “${task.title}”.`);
-            await after();
-          } catch (error) {
-            toast(describeProblem(error), { kind: "error" });
-          }
-        },
+  toast(`Deleted “${task.title}”.`, {
+    seconds: 10,
+    action: {
+      label: "Undo",
+      run: async () => {
+        try {
+          await api("POST", `/tasks/${task.id}/restore`);
+          toast(`Restored “${task.title}”.`);
+          await after();
+        } catch (error) {
+          toast(describeProblem(error), { kind: "error" });
+        }
       },
-    });
-  } else {
-    toast(`Deleted “${task.title}”.`);
-  }
-  return true;
+    },
+  });
 }
 
 function categoryChips(categories) {
@@ -174,6 +161,15 @@ function taskItem(task, refresh) {
         h("span", { class: ["badge", `priority-${task.priority}`] }, `${PRIORITY_LABELS[task.priority]} priority`),
         h("span", { class: ["badge", `status-badge-${task.status}`] }, STATUS_LABELS[task.status]),
         due,
+        task.recurrence ? h("span", { class: "repeats" }, describeRule(task.recurrence)) : null,
+        task.remind_at && task.status !== "completed"
+          ? h(
+              "span",
+              { class: "reminder" },
+              "Reminder ",
+              h("time", { datetime: task.remind_at }, formatDateTime(task.remind_at)),
+            )
+          : null,
         categoryChips(task.categories),
       ),
     ),
@@ -205,7 +201,6 @@ function pager(page, state, go) {
 }
 
 async function statusCounts() {
-  if (!caps().stats) return null;
   try {
     return await api("GET", "/tasks/stats");
   } catch {

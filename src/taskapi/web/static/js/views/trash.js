@@ -1,6 +1,6 @@
 // Deleted tasks (GET /tasks?deleted=true), newest deletion first, each with Restore.
 
-import { api } from "../api.js";
+import { api, ApiError } from "../api.js";
 import { h, srOnly } from "../dom.js";
 import { describeProblem } from "../forms.js";
 import { formatDateTime, fromNow, plural } from "../format.js";
@@ -41,6 +41,12 @@ export async function trash({ stillCurrent }) {
             announce(`Restored “${task.title}”.`);
             await load();
           } catch (error) {
+            if (error instanceof ApiError && error.status === 404) {
+              // Restored elsewhere meanwhile, or purged: the list catches up.
+              toast(`“${task.title}” is no longer in the trash.`, { kind: "error" });
+              await load();
+              return;
+            }
             restore.disabled = false;
             toast(describeProblem(error), { kind: "error" });
           }
@@ -55,8 +61,12 @@ export async function trash({ stillCurrent }) {
             h(
               "p",
               { class: "task-meta" },
-              "Deleted ",
-              h("time", { datetime: task.deleted_at, title: formatDateTime(task.deleted_at) }, fromNow(task.deleted_at)),
+              h(
+                "span",
+                {},
+                "Deleted ",
+                h("time", { datetime: task.deleted_at, title: formatDateTime(task.deleted_at) }, fromNow(task.deleted_at)),
+              ),
             ),
           ),
           h("div", { class: "task-actions" }, restore),
