@@ -404,6 +404,47 @@ async def test_a_repeating_task_with_a_reminder(
     assert cleared["version"] == changed["version"] + 1
 
 
+async def test_the_trash_restores_and_catches_up_with_other_pages(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    page = await browsing.new_page()
+    email = await verified_account(server, inbox)
+    await sign_in(page, email)
+    async with api_client(server, email) as http:
+        ids = {}
+        for title in ("Old shopping list", "Draft of the letter"):
+            created = await http.post(f"{API}/tasks", json={"title": title})
+            assert created.status_code == 201, created.text
+            ids[title] = created.json()["id"]
+            assert (await http.delete(f"{API}/tasks/{ids[title]}")).status_code == 204
+    await page.get_by_role("link", name="Trash").click()
+    trashed = page.get_by_role("list", name="Deleted tasks")
+    await expect(trashed.get_by_role("listitem")).to_have_count(2)
+    await expect(page.get_by_text("2 deleted tasks.")).to_be_visible()
+
+    # Restored here: back in the list of tasks, with its version one up.
+    await trashed.get_by_role("button", name="Restore “Draft of the letter”").click()
+    await expect(page.get_by_text("Restored “Draft of the letter”.").first).to_be_visible()
+    await expect(trashed.get_by_role("listitem")).to_have_count(1)
+    # Restored elsewhere meanwhile: the page says so and catches up.
+    async with api_client(server, email) as http:
+        restored = await http.post(f"{API}/tasks/{ids['Old shopping list']}/restore")
+        assert restored.status_code == 200, restored.text
+        assert restored.json()["version"] == 2
+        draft = (await http.get(f"{API}/tasks/{ids['Draft of the letter']}")).json()
+        assert draft["version"] == 2
+        assert draft["deleted_at"] is None
+    await trashed.get_by_role("button", name="Restore “Old shopping list”").click()
+    await expect(page.get_by_text("“Old shopping list” is no longer in the trash.")).to_be_visible()
+    await expect(page.get_by_text("The trash is empty.")).to_be_visible()
+    await expect(trashed.get_by_role("listitem")).to_have_count(0)
+    await check_screen(page, "trash-empty")
+    await page.get_by_role("link", name="Tasks", exact=True).click()
+    await expect(page.locator(".task-title")).to_have_text(
+        ["Draft of the letter", "Old shopping list"], use_inner_text=True
+    )
+
+
 async def test_a_backwards_due_range_is_explained_at_its_field(
     browsing: Browsing, server: LiveServer, inbox: Inbox
 ) -> None:
