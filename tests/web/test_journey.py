@@ -273,12 +273,28 @@ async def test_the_whole_journey(browsing: Browsing, inbox: Inbox, server: LiveS
     await expect(dark_page.get_by_role("heading", name="Sign in")).to_be_visible()
     await expect(dark_page.get_by_text("Your session has ended")).to_be_visible()
     if sessions_offered:
+        # Signed in again there, the dark page is a second session, which this one ends.
+        await dark_page.get_by_label("Email").fill(email)
+        await dark_page.get_by_label("Password").fill(NEW_PASSWORD)
+        await dark_page.get_by_role("button", name="Sign in").click()
+        await expect(dark_page.get_by_role("heading", name="Categories")).to_be_visible()
         await page.get_by_role("link", name="Account").click()
         sessions = page.get_by_role("list", name="Signed-in sessions")
-        await expect(sessions.get_by_text("This device")).to_be_visible()
+        await expect(sessions.get_by_role("listitem")).to_have_count(2)
+        this_device = sessions.get_by_role("listitem").filter(has_text="This device")
+        await expect(this_device).to_have_count(1)
+        await expect(this_device.get_by_role("button")).to_have_count(0)
+        await check_screen(page, "account-sessions")
+        await sessions.get_by_role("button", name=re.compile("^Revoke")).click()
+        await expect(sessions.get_by_role("listitem")).to_have_count(1)
+        await expect(sessions.get_by_role("listitem")).to_contain_text("This device")
+        # The ended session's access token is refused at once: its page goes to sign in.
+        await dark_page.get_by_role("link", name="Tasks", exact=True).click()
+        await expect(dark_page.get_by_role("heading", name="Sign in")).to_be_visible()
+        await expect(dark_page.get_by_text("Your session has ended")).to_be_visible()
 
     # --- sign out ---------------------------------------------------------------------------
-    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_role("button", name="Sign out", exact=True).click()
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     await expect(page.get_by_text("You are signed out.")).to_be_visible()
     await check_screen(page, "signin")
