@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 from playwright._impl._api_structures import SetCookieParam  # not re-exported by the API
 from playwright.async_api import Cookie, Page, Route, expect
 
@@ -443,6 +444,60 @@ async def test_the_trash_restores_and_catches_up_with_other_pages(
     await expect(page.locator(".task-title")).to_have_text(
         ["Draft of the letter", "Old shopping list"], use_inner_text=True
     )
+
+
+async def test_personal_access_tokens(browsing: Browsing, server: LiveServer, inbox: Inbox) -> None:
+    """Made on the account screen, shown once, working within its scopes, then revoked."""
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        if "/api/v1/auth/tokens" not in (await http.get("/openapi.json")).json()["paths"]:
+            pytest.skip("this server has no personal access tokens (/auth/tokens)")
+    page = await browsing.new_page()
+    email = await verified_account(server, inbox)
+    await sign_in(page, email)
+    await page.get_by_role("link", name="Account").click()
+    form = page.get_by_role("form", name="New personal access token")
+
+    # Nothing named, no scope: both said at their place, nothing made.
+    for box in await form.get_by_role("checkbox", checked=True).all():
+        await box.uncheck()
+    await form.get_by_role("button", name="Create token").click()
+    await expect(form.get_by_label("Token name")).to_have_attribute("aria-invalid", "true")
+    await check_screen(page, "account-token-errors")
+
+    await form.get_by_label("Token name").fill("CI script")
+    await form.get_by_label("tasks:read").check()
+    await form.get_by_label("Expires").select_option("30")
+    await form.get_by_role("button", name="Create token").click()
+    shown = page.get_by_label("Token “CI script”")
+    await expect(shown).to_have_value(re.compile(r"^tapi_[A-Za-z0-9_-]{40,}$"))
+    token = await shown.input_value()
+    tokens = page.get_by_role("list", name="Personal access tokens")
+    await expect(tokens.get_by_role("listitem")).to_have_count(1)
+    await expect(tokens.get_by_role("listitem")).to_contain_text("CI script")
+    await expect(tokens.get_by_role("listitem")).to_contain_text("tasks:read")
+    await expect(tokens.get_by_role("listitem")).to_contain_text("never used")
+    await check_screen(page, "account-token-new")
+
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        assert (await http.get(f"{API}/tasks")).status_code == 200
+        refused = await http.post(f"{API}/tasks", json={"title": "Not allowed"})
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "insufficient_scope"
+    # Shown once: after a reload only its name is left.
+    await page.reload()
+    await expect(page.get_by_label("Token “CI script”")).to_have_count(0)
+    await expect(tokens.get_by_role("listitem")).to_contain_text("used")
+
+    await tokens.get_by_role("button", name="Revoke CI script").click()
+    dialog = page.get_by_role("dialog", name="Revoke “CI script”?")
+    await dialog.get_by_role("button", name="Revoke token").click()
+    await expect(tokens.get_by_role("listitem")).to_have_count(0)
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        assert (await http.get(f"{API}/tasks")).status_code == 401
 
 
 async def test_a_backwards_due_range_is_explained_at_its_field(
