@@ -479,6 +479,10 @@ async def test_personal_access_tokens(browsing: Browsing, server: LiveServer, in
     await expect(tokens.get_by_role("listitem")).to_contain_text("tasks:read")
     await expect(tokens.get_by_role("listitem")).to_contain_text("never used")
     await check_screen(page, "account-token-new")
+    # The form is ready for the next one, with its defaults.
+    await expect(form.get_by_label("Token name")).to_have_value("")
+    await expect(form.get_by_role("checkbox", checked=True)).to_have_count(2)
+    await expect(form.get_by_label("Expires")).to_have_value("90")
 
     async with httpx.AsyncClient(
         base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}

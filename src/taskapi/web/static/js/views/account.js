@@ -309,7 +309,10 @@ function tokensSection() {
         ),
       );
       shown.hidden = false;
-      form.reset();
+      // Back to the defaults the form was drawn with (reset() would clear the checkboxes).
+      form.elements.name.value = "";
+      for (const box of form.querySelectorAll("input[name=scopes]")) box.checked = box.value.endsWith(":read");
+      form.elements.expires_in_days.value = "90";
       await load();
       input.focus();
       input.select();
