@@ -146,15 +146,21 @@ function sessionsSection() {
                 type: "button",
                 class: "button small danger-quiet",
                 onClick: async (event) => {
-                  event.currentTarget.disabled = true;
+                  const button = event.currentTarget;
+                  button.disabled = true;
                   try {
                     await api("DELETE", `/auth/sessions/${item.id}`);
                     announce(`Signed out ${label}.`);
-                    await load();
-                    list.querySelector("button")?.focus();
                   } catch (error) {
-                    toast(describeProblem(error), { kind: "error" });
+                    // 404: it ended meanwhile (signed out there, or expired); the list catches up.
+                    if (!(error instanceof ApiError) || error.status !== 404) {
+                      toast(describeProblem(error), { kind: "error" });
+                      button.disabled = false;
+                      return;
+                    }
                   }
+                  await load();
+                  list.querySelector("button")?.focus();
                 },
               },
               "Revoke",
