@@ -11,7 +11,7 @@ exactly the JSON token API.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Header, Request, Response
 
@@ -28,9 +28,12 @@ SECONDS_PER_DAY = 86_400
 
 def _cookie_mode(
     transport: Annotated[
-        Literal["cookie"] | None,
+        str | None,
+        # A pattern, not Literal: generated clients (openapi-python-client) refuse a `const`
+        # header parameter, and would leave out every route that takes this one.
         Header(
             alias=TOKEN_TRANSPORT_HEADER,
+            pattern="^cookie$",
             description="`cookie`: the refresh token travels in the HttpOnly "
             f"`{REFRESH_COOKIE}` cookie instead of the JSON body (browsers).",
             json_schema_extra=document_not_nullable,
