@@ -32,6 +32,7 @@ from taskapi.core.db import (
     install_database_error_handlers,
 )
 from taskapi.core.errors import install_error_handlers
+from taskapi.core.events import event_consumers
 from taskapi.core.logging import configure_logging
 from taskapi.core.metrics import create_instrumentator, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
@@ -44,6 +45,8 @@ from taskapi.core.state import lifespan_state
 from taskapi.core.worker import collect_queue_metrics, declare_job_metrics
 from taskapi.tasks.router import category_assignment_router
 from taskapi.tasks.router import router as tasks_router
+from taskapi.webhooks.router import router as webhooks_router
+from taskapi.webhooks.service import deliver_event
 from taskapi.worker import JOB_KINDS, create_worker
 
 API_PREFIX = "/api/v1"
@@ -76,7 +79,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
         yield AppState(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=create_sessionmaker(engine, info=event_consumers([deliver_event])),
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             redis=redis,
             rate_limiter=create_rate_limiter(settings, redis),
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "users", "description": "The signed-in account"},
             {"name": "tasks", "description": "Your tasks"},
             {"name": "categories", "description": "Your categories and their tasks"},
+            {"name": "webhooks", "description": "Your webhooks and their deliveries"},
             {"name": "health", "description": "Liveness and readiness"},
         ],
     )
@@ -148,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router.router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
     app.include_router(category_assignment_router, prefix=API_PREFIX)
+    app.include_router(webhooks_router, prefix=API_PREFIX)
     if settings.web_app_enabled:
         web.install(app)
     _add_middleware(app, settings)

@@ -9,6 +9,7 @@ from taskapi.categories.models import Category
 from taskapi.core.jobs import Job
 from taskapi.core.models import Base
 from taskapi.tasks.models import Task, task_categories
+from taskapi.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "Base",
@@ -17,6 +18,8 @@ __all__ = [
     "RefreshToken",
     "Task",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "compared_by_autogenerate",
     "task_categories",
 ]

@@ -19,8 +19,9 @@ from taskapi.core.jobs import PRUNE_FAILED_JOBS, JobKinds
 from taskapi.core.models import utcnow
 from taskapi.core.worker import Clock, Worker
 from taskapi.tasks.jobs import JOB_KINDS as TASK_JOB_KINDS
+from taskapi.webhooks.jobs import JOB_KINDS as WEBHOOK_JOB_KINDS
 
-JOB_KINDS = JobKinds.of(PRUNE_FAILED_JOBS, *AUTH_JOB_KINDS, *TASK_JOB_KINDS)
+JOB_KINDS = JobKinds.of(PRUNE_FAILED_JOBS, *AUTH_JOB_KINDS, *TASK_JOB_KINDS, *WEBHOOK_JOB_KINDS)
 
 
 def create_worker(

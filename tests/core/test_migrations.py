@@ -23,6 +23,8 @@ TABLES = {
     "refresh_tokens",
     "task_counters",
     "jobs",
+    "webhooks",
+    "webhook_deliveries",
 }
 TASK_INDEXES = {
     "ix_tasks_user_id_created_at": "(user_id, created_at, id)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -15,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
 from taskapi.categories.models import Category
-from taskapi.categories.schemas import CategoryCreate, CategoryUpdate
+from taskapi.categories.schemas import CategoryCreate, CategoryRead, CategoryUpdate
 from taskapi.core.errors import Conflict, NotFound
+from taskapi.core.events import Render, publish
 
 
 class CategoryExists(Conflict):
@@ -61,7 +63,15 @@ async def create_category(*, session: AsyncSession, user: User, data: CategoryCr
     async with _unique_name(session):
         session.add(category)
         await session.flush()
+    await publish(session, user_id=user.id, type="category.created", render=_as_read(category))
     return category
+
+
+def _as_read(category: Category) -> Render:
+    async def render() -> dict[str, Any]:
+        return CategoryRead.model_validate(category).model_dump(mode="json")
+
+    return render
 
 
 async def update_category(
@@ -74,6 +84,7 @@ async def update_category(
             for field, value in changes.items():
                 setattr(category, field, value)
             await session.flush()
+        await publish(session, user_id=user.id, type="category.updated", render=_as_read(category))
     return category
 
 
@@ -86,6 +97,11 @@ async def delete_category(*, session: AsyncSession, user: User, category_id: uui
     category = await get_category(session=session, user=user, category_id=category_id)
     await session.delete(category)
     await session.flush()
+
+    async def render() -> dict[str, Any]:
+        return {"id": str(category_id)}
+
+    await publish(session, user_id=user.id, type="category.deleted", render=render)
 
 
 @asynccontextmanager

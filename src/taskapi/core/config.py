@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """`taskapi worker` serves its own /metrics on this port; unset: none."""
 
+    webhook_allow_private_targets: bool = False
+    """Let webhooks target loopback, private and other non-public addresses (tests,
+    intranets); off, they are refused at creation and at every delivery."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, TypedDict
 
 import asyncpg
@@ -190,13 +190,14 @@ class AppSession(Session):
 
 
 def create_sessionmaker(
-    engine: AsyncEngine, *, read_only: bool = False
+    engine: AsyncEngine, *, read_only: bool = False, info: Mapping[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions for writes, or (`read_only`) for GET and HEAD, which never write.
 
     PostgreSQL runs read-only sessions in autocommit: under READ COMMITTED each statement
     sees a fresh snapshot inside a transaction too, so BEGIN and COMMIT would only cost two
     round trips. SQLite gives them a deferred transaction instead of the write lock.
+    `info` starts every session's `info` (core/events.py keeps its consumers there).
     """
     if read_only:
         options = (
@@ -206,7 +207,11 @@ def create_sessionmaker(
         )
         engine = engine.execution_options(**options)
     return async_sessionmaker(
-        engine, expire_on_commit=False, autoflush=False, sync_session_class=AppSession
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        sync_session_class=AppSession,
+        info=dict(info or {}),
     )
 
 

@@ -44,6 +44,7 @@ from taskapi.categories import service as categories_service
 from taskapi.categories.models import Category
 from taskapi.categories.service import CategoryNotFound
 from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired, Problem
+from taskapi.core.events import Render, publish
 from taskapi.core.models import as_utc, utcnow
 from taskapi.core.pagination import (
     InvalidCursor,
@@ -70,6 +71,7 @@ from taskapi.tasks.schemas import (
     StatusCounts,
     TaskCreate,
     TaskListQuery,
+    TaskRead,
     TaskSortField,
     TaskStats,
     TaskUpdate,
@@ -176,7 +178,27 @@ async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) ->
     await session.flush()
     if task.remind_at is not None:
         await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
+    await publish(session, user_id=user.id, type="task.created", render=_as_read(task))
     return task
+
+
+def _as_read(task: Task, *, session: AsyncSession | None = None) -> Render:
+    """The task as TaskRead shows it, for an event; with `session`, its categories are
+    read again first (after a change to them)."""
+
+    async def render() -> dict[str, Any]:
+        if session is not None:
+            await session.refresh(task, attribute_names=["categories"])
+        return TaskRead.model_validate(task).model_dump(mode="json")
+
+    return render
+
+
+def _as_id(task_id: uuid.UUID) -> Render:
+    async def render() -> dict[str, Any]:
+        return {"id": str(task_id)}
+
+    return render
 
 
 def _checked_recurrence(rule: str | None, *, due_date: datetime | None) -> str | None:
@@ -567,6 +589,12 @@ async def update_task(
         task.remind_at is not None and task.remind_at > now and ("remind_at" in values or reopened)
     ):
         await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
+    await publish(
+        session,
+        user_id=user.id,
+        type="task.completed" if completing else "task.updated",
+        render=_as_read(task),
+    )
     return task
 
 
@@ -626,6 +654,12 @@ async def _create_next_occurrence(
     )
     if next_remind is not None:
         await arm_reminder(session, task_id=created.id, remind_at=next_remind)
+    await publish(
+        session,
+        user_id=user.id,
+        type="task.created",
+        render=_as_read(created, session=session),
+    )
     return created.id
 
 
@@ -645,6 +679,7 @@ async def delete_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) 
         raise TaskNotFound
     if deleted.remind_at is not None:
         await cancel_reminder(session, task_id=task_id)
+    await publish(session, user_id=user.id, type="task.deleted", render=_as_id(task_id))
 
 
 async def restore_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> Task:
@@ -667,6 +702,7 @@ async def restore_task(*, session: AsyncSession, user: User, task_id: uuid.UUID)
         and task.status is not TaskStatus.COMPLETED
     ):
         await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
+    await publish(session, user_id=user.id, type="task.restored", render=_as_read(task))
     return task
 
 
@@ -711,6 +747,7 @@ async def assign_category(
         raise CategoryNotFound() from error
     await touch_task(session=session, task=task)
     await session.refresh(task, attribute_names=["categories"])
+    await publish(session, user_id=user.id, type="task.updated", render=_as_read(task))
     return task
 
 
@@ -733,6 +770,12 @@ async def remove_category(
     if removed is None:
         raise CategoryNotAssigned
     await touch_task(session=session, task=task)
+    await publish(
+        session,
+        user_id=user.id,
+        type="task.updated",
+        render=_as_read(task, session=session),
+    )
 
 
 async def _is_assigned(

@@ -1,0 +1,1 @@
+"""Webhooks: a user's HTTPS endpoints told about changes, signed as Standard Webhooks."""
