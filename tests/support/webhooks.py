@@ -8,6 +8,7 @@ import ipaddress
 import socket
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from standardwebhooks import Webhook as Verifier
 
@@ -22,9 +23,9 @@ class Received:
     headers: dict[str, str]
     body: str
 
-    def verified_by(self, secret: str) -> dict[str, object]:
+    def verified_by(self, secret: str) -> dict[str, Any]:
         """The body, if `secret` verifies its signature (standardwebhooks raises if not)."""
-        payload: dict[str, object] = Verifier(secret).verify(self.body, self.headers)
+        payload: dict[str, Any] = Verifier(secret).verify(self.body, self.headers)
         return payload
 
 

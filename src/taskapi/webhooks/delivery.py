@@ -18,9 +18,11 @@ import hmac
 import ipaddress
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import httpx
 
@@ -81,7 +83,7 @@ async def checked_address(url: httpx.URL, *, allow_private: bool) -> IPAddress:
     except ValueError:
         try:
             addresses = await resolve_host(host, url.port or _default_port(url))
-        except OSError as error:
+        except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode
             raise TargetRefused(f"the host {host!r} does not resolve") from error
     if not addresses:
         raise TargetRefused(f"the host {host!r} does not resolve")
@@ -92,6 +94,12 @@ async def checked_address(url: httpx.URL, *, allow_private: bool) -> IPAddress:
 
 def _default_port(url: httpx.URL) -> int:
     return 443 if url.scheme == "https" else 80
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """One verifying TLS context for every attempt: building one loads the CA store."""
+    return ssl.create_default_context()
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ def _owned(user: User) -> Select[Webhook]:
 async def _checked_url(url: str, settings: Settings) -> str:
     try:
         target = httpx.URL(url)
-    except httpx.InvalidURL as error:
+    except (httpx.InvalidURL, UnicodeError) as error:  # UnicodeError: a host IDNA refuses
         raise InvalidWebhookUrl("not a URL") from error
     allowed = ("https",) if settings.is_production else ("https", "http")
     if target.scheme not in allowed:
