@@ -11,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from taskapi.core import migrations
 from taskapi.core.config import Settings
-from taskapi.models import Base, Category, Task, User, compared_by_autogenerate, task_categories
+from taskapi.models import (
+    Base,
+    Category,
+    Task,
+    User,
+    Webhook,
+    WebhookDelivery,
+    compared_by_autogenerate,
+    task_categories,
+)
 from taskapi.tasks.models import TaskCounter
 from tests.support.backends import DatabaseFactory
 
@@ -135,6 +144,8 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
         assert schema["uniques"]["refresh_tokens"] == [("token_hash",)]
         assert schema["uniques"]["jobs"] == [("unique_key",)]
         assert schema["foreign_keys"] == {
+            ("webhooks", "users", "CASCADE"),
+            ("webhook_deliveries", "webhooks", "CASCADE"),
             ("tasks", "users", "CASCADE"),
             ("categories", "users", "CASCADE"),
             ("refresh_tokens", "users", "CASCADE"),
@@ -251,3 +262,58 @@ async def _live_tasks(connection: AsyncConnection, user: uuid.UUID) -> int:
         select(TaskCounter.live_tasks).where(TaskCounter.user_id == user)
     )
     return int(count or 0)
+
+
+async def test_0006_adds_webhooks_to_a_populated_database_and_takes_them_away(
+    new_database_url: DatabaseFactory,
+) -> None:
+    """From 0005 with a user and a task: the rows stay; webhooks and deliveries can be
+    written, and a downgrade removes them and nothing else."""
+    url = await new_database_url()
+    settings = Settings(_env_file=None, app_env="test", database_url=url)
+    engine = create_async_engine(url)
+    user, task, webhook = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        await migrations.upgrade_async(settings, "0005")
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(User).values(
+                    id=user, email="ada@example.com", password_hash="x", full_name="Ada"
+                )
+            )
+            await connection.execute(insert(Task).values(id=task, user_id=user, title="kept"))
+        await engine.dispose()
+
+        await migrations.upgrade_async(settings)
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(Webhook).values(
+                    id=webhook,
+                    user_id=user,
+                    url="https://hooks.example.com/",
+                    events=["task.created"],
+                    enabled=True,
+                    secret="whsec_x",
+                )
+            )
+            await connection.execute(
+                insert(WebhookDelivery).values(
+                    webhook_id=webhook, event="task.created", body="{}", attempts=0
+                )
+            )
+        async with engine.connect() as connection:
+            assert await connection.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+            assert await connection.scalar(select(Task.title).where(Task.id == task)) == "kept"
+        await engine.dispose()
+
+        await migrations.downgrade_async(settings, "0005")
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            assert not tables & {"webhooks", "webhook_deliveries"}
+            assert await connection.scalar(select(Task.title).where(Task.id == task)) == "kept"
+            assert (
+                await connection.scalar(select(User.email).where(User.id == user))
+                == "ada@example.com"
+            )
+    finally:
+        await engine.dispose()

@@ -155,13 +155,15 @@ class DeliveryRead(BaseModel):
 
     id: uuid.UUID = Field(description="Also the `webhook-id` header of every attempt.")
     event: str
-    status_code: int | None = Field(description="The last attempt's status; null: no answer.")
     attempts: int
-    delivered_at: datetime | None
-    next_attempt_at: datetime | None = Field(
-        description="When it is tried again; null once delivered or given up."
+    status_code: int | None = Field(
+        default=None, description="The last attempt's status; null: no answer (yet)."
     )
-    duration_ms: int | None
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None, description="When it is tried again; null once delivered or given up."
+    )
+    duration_ms: int | None = None
 
 
 class DeliveryList(BaseModel):
