@@ -134,7 +134,10 @@ async def attempt(url: str, *, headers: dict[str, str], body: str, allow_private
             extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
             async with (
                 httpx.AsyncClient(
-                    follow_redirects=False, trust_env=False, timeout=ATTEMPT_TIMEOUT_SECONDS
+                    verify=_tls(),
+                    follow_redirects=False,
+                    trust_env=False,
+                    timeout=ATTEMPT_TIMEOUT_SECONDS,
                 ) as client,
                 client.stream(
                     "POST",
