@@ -48,7 +48,7 @@ REQUIRE_SERVICES_VARIABLE = "TASKAPI_TEST_REQUIRE_SERVICES"
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl")
 CHROMIUM = "/usr/lib/chromium/chromium"
 """Debian's real chromium binary (not the /usr/bin wrapper script), which Playwright drives."""
-PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server", "uvx", "chromium")
+PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server", "uvx", "chromium", "openssl")
 BACKENDS = {
     "postgresql": ("PostgreSQL", "TEST_DATABASE_URL", POSTGRES_URL),
     "redis": ("Redis", "TEST_REDIS_URL", REDIS_URL),
