@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.config import Settings
 from taskapi.core.jobs import Job, JobStatus
+from taskapi.core.models import utcnow
 from taskapi.webhooks import delivery
 from taskapi.webhooks.jobs import DELIVER, RETRY_DELAYS, RETRY_FOR
 from taskapi.webhooks.models import Webhook, WebhookDelivery
@@ -434,3 +435,38 @@ async def test_deleting_a_webhook_drops_its_pending_deliveries(
     assert receiver.received == []
     assert await deliveries(session) == []
     assert await session.scalar(select(Webhook)) is None
+
+
+async def test_completing_a_recurring_task_also_announces_the_next_one(
+    client: httpx.AsyncClient,
+    hook_app: FastAPI,
+    alice: SignedIn,
+    receiver: Receiver,
+    session: AsyncSession,
+) -> None:
+    hook = await subscribe(client, alice, receiver.url(), ["task.created", "task.completed"])
+    due = (utcnow() + timedelta(days=1)).replace(microsecond=0)
+    task = await ok(
+        await client.post(
+            TASKS,
+            json={"title": "Water plants", "due_date": due.isoformat(), "recurrence": "FREQ=DAILY"},
+            headers=alice.headers,
+        ),
+        201,
+    )
+    done = await ok(
+        await client.patch(
+            f"{TASKS}/{task['id']}",
+            json={"status": "completed", "version": 1},
+            headers=alice.headers,
+        )
+    )
+    assert await run_jobs(hook_app) == 3
+    by_id = {received.headers["webhook-id"]: received for received in receiver.received}
+    bodies = [by_id[str(row.id)].verified_by(hook["secret"]) for row in await deliveries(session)]
+    assert [body["type"] for body in bodies] == ["task.created", "task.created", "task.completed"]
+    following = bodies[1]["data"]
+    assert following["id"] == done["next_occurrence_id"]
+    assert (following["title"], following["status"]) == ("Water plants", "pending")
+    assert following["due_date"] == (due + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    assert bodies[2]["data"] == done
