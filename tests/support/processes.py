@@ -5,7 +5,8 @@ processes of its own. The root conftest.py registers it (`pytest_plugins`).
 
 - programs: `initdb` and `pg_ctl` (PostgreSQL's, for `own_postgres`), `redis-server` (for
   `own_redis`), `uvx` (a pinned tool, tests/clients/), `chromium` (Debian's, for the browser
-  tests in tests/web). A missing one skips the test, saying what is missing; with
+  tests in tests/web), `openssl` (a CA for the webhook TLS test). A missing one skips the
+  test, saying what is missing; with
   TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets) it fails it.
 - backends: `postgresql` (TEST_DATABASE_URL) and `redis` (TEST_REDIS_URL). Each pass picks
   its backends, so a test that needs one is skipped on the passes without it, flag or not; a
