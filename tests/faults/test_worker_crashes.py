@@ -250,7 +250,9 @@ async def test_two_workers_share_500_jobs_and_each_effect_happens_once(
     rows = await effects_by_worker(engine)
     names = sorted(name for name, _, _ in rows)
     assert names == sorted(f"job {index}" for index in range(JOBS)), "each effect exactly once"
-    assert {attempt for _, attempt, _ in rows} == {1}
+    # No attempt count is asserted: on a loaded machine a claim can outlive its 6 s lease, and
+    # the other worker then takes the job over (the first one's write rolls back). That is
+    # the lease doing its job; the effect still happens once, which is what is checked.
     by_worker = {worker: sum(1 for *_, w in rows if w == worker) for worker in ("left", "right")}
     assert sum(by_worker.values()) == JOBS
     assert min(by_worker.values()) > 0, by_worker
