@@ -1,11 +1,12 @@
 """Test wiring for both backends.
 
 `uv run pytest` uses a throw-away SQLite file. With TEST_DATABASE_URL (a PostgreSQL server
-URL) each run creates its own database and drops it afterwards; with TEST_REDIS_URL the app
-uses that Redis under a key prefix of its own. A configured backend that cannot be reached
-stops the run with an error: it is never skipped. Tests that need more (a backend this pass
-does not have, a program such as initdb or redis-server) say so with the `needs_services`
-marker of tests/support/processes.py.
+URL) each run creates its own database and drops it afterwards (with TEST_PGBOUNCER=1 the
+apps reach it through a PgBouncer of the run's own, in transaction mode); with
+TEST_REDIS_URL the app uses that Redis under a key prefix of its own. A configured backend
+that cannot be reached stops the run with an error: it is never skipped. Tests that need
+more (a backend this pass does not have, a program such as initdb or redis-server) say so
+with the `needs_services` marker of tests/support/processes.py.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskapi.app import create_app
 from taskapi.core import migrations
@@ -31,12 +32,18 @@ from tests.support.backends import (
     REDIS_URL,
     DatabaseFactory,
     create_postgres_database,
+    create_test_engine,
+    database_settings,
     describe,
     drop_postgres_database,
+    note_pooled,
     wipe_database,
     wipe_redis,
 )
 from tests.support.factories import SignedIn, sign_in
+
+if TYPE_CHECKING:
+    from tests.support.processes import OwnPgBouncer
 
 pytest_plugins = ["pytester", "tests.support.processes"]
 
@@ -47,9 +54,10 @@ def pytest_report_header() -> list[str]:
 
 @pytest.fixture(scope="session")
 async def new_database_url(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, shared_pgbouncer: OwnPgBouncer | None
 ) -> AsyncIterator[DatabaseFactory]:
-    """Makes empty databases of the configured backend; all are dropped at the end."""
+    """Makes empty databases of the configured backend; all are dropped at the end. Behind
+    PgBouncer the URL is the pooled one (`database_settings` knows the direct one)."""
     created: list[str] = []
 
     async def make() -> str:
@@ -61,7 +69,11 @@ async def new_database_url(
         except Exception as error:
             pytest.exit(f"TEST_DATABASE_URL={POSTGRES_URL} is unreachable: {error}", returncode=3)
         created.append(name)
-        return url
+        if shared_pgbouncer is None:
+            return url
+        pooled = shared_pgbouncer.url(url)
+        note_pooled(pooled, url)
+        return pooled
 
     yield make
     if POSTGRES_URL is not None:
@@ -72,13 +84,15 @@ async def new_database_url(
 @pytest.fixture(scope="session")
 async def database_url(new_database_url: DatabaseFactory) -> str:
     url = await new_database_url()
-    await migrations.upgrade_async(Settings(_env_file=None, app_env="test", database_url=url))
+    await migrations.upgrade_async(
+        Settings(_env_file=None, app_env="test", **database_settings(url))
+    )
     return url
 
 
 @pytest.fixture(scope="session")
 async def cleanup_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url)
+    engine = create_test_engine(database_url)
     yield engine
     await engine.dispose()
 
@@ -118,7 +132,7 @@ def make_settings(database_url: str, redis_url: str | None, redis_prefix: str) -
             "worker_poll_interval_seconds": 0.05,
             **overrides,
         }
-        return Settings(_env_file=None, **values)
+        return Settings(_env_file=None, **{**database_settings(values["database_url"]), **values})
 
     return make
 

@@ -93,8 +93,8 @@ def test_a_program_on_path_runs_the_test(pytester: pytest.Pytester, bare_path: P
         (
             "import pytest\n\n@pytest.mark.needs_services('mysql', reason='x')\n"
             "def test_unknown():\n    pass\n",
-            "*test_unknown: needs_services takes names among initdb, pg_ctl, redis-server, uvx, "
-            "chromium, openssl, postgresql, redis and a reason=*",
+            "*test_unknown: needs_services takes names among initdb, pg_ctl, pgbouncer, "
+            "redis-server, uvx, chromium, openssl, postgresql, redis and a reason=*",
         ),
         (
             "import pytest\n\n@pytest.mark.needs_services('redis')\n"

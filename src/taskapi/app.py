@@ -80,7 +80,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine, info=event_consumers([deliver_event])),
-            read_sessionmaker=create_sessionmaker(engine, read_only=True),
+            read_sessionmaker=create_sessionmaker(
+                engine, read_only=True, pooler=settings.database_pooler
+            ),
             redis=redis,
             rate_limiter=create_rate_limiter(settings, redis),
             user_cache=UserCache(

@@ -20,11 +20,14 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskapi.auth.models import User
 from taskapi.tasks.models import Task
-from tests.support.backends import DatabaseFactory
+from tests.support.backends import (
+    DatabaseFactory,
+    create_test_engine,
+    database_env,
+)
 from tests.support.factories import DEFAULT_PASSWORD
 from tests.support.processes import ServeFactory
 
@@ -49,7 +52,7 @@ async def verified_account(base_url: str, database_url: str) -> tuple[str, str]:
             json={"email": email, "password": DEFAULT_PASSWORD, "full_name": "Fuzz Account"},
         )
     assert response.status_code == 201, response.text
-    engine = create_async_engine(database_url)
+    engine = create_test_engine(database_url)
     try:
         async with engine.begin() as connection:
             await connection.execute(update(User).where(User.email == email).values(is_active=True))
@@ -70,7 +73,7 @@ async def test_schemathesis_finds_nothing(
     server = serve(
         {
             "APP_ENV": "production",
-            "DATABASE_URL": database_url,
+            **database_env(database_url),
             "REDIS_URL": redis_url or "",
             "REDIS_KEY_PREFIX": f"taskapi-fuzz-{uuid.uuid4().hex[:12]}:",
             "WORKERS": "1",
@@ -140,7 +143,7 @@ async def test_schemathesis_finds_nothing(
     assert documented <= operations, documented - operations
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"{phase} (in" in report, report[-5000:]
-    engine = create_async_engine(database_url)
+    engine = create_test_engine(database_url)
     try:
         async with engine.connect() as connection:
             user_id = await connection.scalar(select(User.id).where(User.email == email))

@@ -23,7 +23,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from taskapi.app import OPENAPI_SNAPSHOT
-from tests.support.backends import DatabaseFactory
+from tests.support.backends import (
+    DatabaseFactory,
+    database_env,
+)
 from tests.support.factories import DEFAULT_PASSWORD
 from tests.support.processes import ServeFactory, find_program, free_port
 from tests.support.smtp import SmtpServer, link_in
@@ -111,7 +114,7 @@ async def test_a_journey_through_the_generated_client(
     server = serve(
         {
             "APP_ENV": "production",
-            "DATABASE_URL": await new_database_url(),
+            **database_env(await new_database_url()),
             "REDIS_URL": "",
             "EMAIL_BACKEND": "smtp",
             "SMTP_HOST": "127.0.0.1",

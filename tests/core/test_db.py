@@ -10,7 +10,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
@@ -24,6 +24,7 @@ from taskapi.core.db import (
 )
 from taskapi.core.errors import Conflict
 from tests.support.apps import make_client, state_of
+from tests.support.backends import create_test_engine
 from tests.support.factories import sign_in
 from tests.support.processes import free_port
 
@@ -264,7 +265,7 @@ async def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
         await session.close()
         async with state_of(app)["engine"].connect() as pooled:
             pooled_pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
-        outsider = create_async_engine(settings.database_url)
+        outsider = create_test_engine(settings.database_url)
         async with outsider.connect() as connection:
             killed = await connection.scalar(
                 text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled_pid}

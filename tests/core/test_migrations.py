@@ -7,7 +7,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, func, insert, inspect, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.core import migrations
 from taskapi.core.config import Settings
@@ -22,7 +22,7 @@ from taskapi.models import (
     task_categories,
 )
 from taskapi.tasks.models import TaskCounter
-from tests.support.backends import DatabaseFactory
+from tests.support.backends import DatabaseFactory, create_test_engine, database_settings
 
 TABLES = {
     "users",
@@ -124,8 +124,8 @@ def _expected(indexes: dict[str, str], dialect: str) -> dict[str, str]:
 )
 async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> None:
     url = await new_database_url()
-    settings = Settings(_env_file=None, app_env="test", database_url=url)
-    engine = create_async_engine(url)
+    settings = Settings(_env_file=None, app_env="test", **database_settings(url))
+    engine = create_test_engine(url)
     try:
         await migrations.upgrade_async(settings)
         async with engine.connect() as connection:
@@ -194,8 +194,8 @@ async def test_0005_upgrades_a_populated_database_and_keeps_its_triggers(
     link in it: the rows stay, completed tasks get their last change as completion time,
     and the task counter still counts."""
     url = await new_database_url()
-    settings = Settings(_env_file=None, app_env="test", database_url=url)
-    engine = create_async_engine(url)
+    settings = Settings(_env_file=None, app_env="test", **database_settings(url))
+    engine = create_test_engine(url)
     user, category = uuid.uuid4(), uuid.uuid4()
     tasks = {name: uuid.uuid4() for name in ("open", "done", "gone")}
     changed = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

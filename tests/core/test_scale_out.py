@@ -17,9 +17,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.backends import DatabaseFactory
+from tests.support.backends import (
+    DatabaseFactory,
+    create_test_engine,
+    database_env,
+)
 from tests.support.processes import ServeFactory, Server
 
 pytestmark = pytest.mark.needs_services(
@@ -52,7 +55,7 @@ async def test_anonymous_limit_is_shared_by_two_processes(
 ) -> None:
     env = {
         "APP_ENV": "production",
-        "DATABASE_URL": await new_database_url(),
+        **database_env(await new_database_url()),
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": shared_prefix,
         "WORKERS": "1",
@@ -104,7 +107,7 @@ class Pair:
         return body
 
     async def rename_behind_the_apps_back(self, user_id: str, full_name: str) -> None:
-        engine = create_async_engine(self.database_url)
+        engine = create_test_engine(self.database_url)
         try:
             async with engine.begin() as connection:
                 await connection.execute(
@@ -125,7 +128,7 @@ async def pair(
     database_url = await new_database_url()
     env = {
         "APP_ENV": "production",
-        "DATABASE_URL": database_url,
+        **database_env(database_url),
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": shared_prefix,
         "WORKERS": "1",

@@ -21,13 +21,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskapi.core import migrations
 from taskapi.core.config import Settings
 from taskapi.core.db import create_sessionmaker
 from taskapi.core.jobs import Job, enqueue
 from taskapi.core.models import utcnow
+from tests.support.backends import create_test_engine, database_env, database_settings
 from tests.support.job_kinds import RECORD, Note, create_effects_table, effects, effects_by_worker
 from tests.support.jobs import wait_until
 from tests.support.processes import ServeFactory
@@ -43,14 +44,14 @@ PASSWORD = "Str0ng!Passw0rd"
 async def database(new_database_url: Any) -> Any:
     """A fresh database of the configured backend (the processes migrate it)."""
     url: str = await new_database_url()
-    engine = create_async_engine(url)
+    engine = create_test_engine(url)
     yield url, engine
     await engine.dispose()
 
 
 def mail_env(smtp_server: SmtpServer, database_url: str) -> dict[str, str]:
     return {
-        "DATABASE_URL": database_url,
+        **database_env(database_url),
         "JWT_SECRET_KEY": SECRET,
         "EMAIL_BACKEND": "smtp",
         "SMTP_HOST": "127.0.0.1",
@@ -174,7 +175,7 @@ def worker_processes(tmp_path: Path) -> Iterator[Any]:
             env={
                 **{k: v for k, v in os.environ.items() if not k.startswith("TEST_")},
                 "APP_ENV": "test",
-                "DATABASE_URL": database_url,
+                **database_env(database_url),
                 "TEST_WORKER_NAME": name,
                 "WORKER_POLL_INTERVAL_SECONDS": "0.05",
                 "LOG_LEVEL": "WARNING",
@@ -205,7 +206,9 @@ async def queue_notes(engine: AsyncEngine, notes: list[Note]) -> None:
 
 
 async def _migrated(url: str) -> None:
-    await migrations.upgrade_async(Settings(_env_file=None, app_env="test", database_url=url))
+    await migrations.upgrade_async(
+        Settings(_env_file=None, app_env="test", **database_settings(url))
+    )
 
 
 async def test_a_job_whose_worker_is_killed_mid_job_completes_after_its_lease(

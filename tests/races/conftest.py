@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.backends import DatabaseFactory
+from tests.support.backends import (
+    DatabaseFactory,
+    create_test_engine,
+    database_env,
+)
 from tests.support.processes import ServeFactory
 from tests.support.races import RaceServer
 
@@ -21,12 +24,12 @@ async def race_server(
     server = serve(
         {
             "APP_ENV": "production",
-            "DATABASE_URL": database_url,
+            **database_env(database_url),
             "WORKERS": "2",
             "ENABLE_RATE_LIMITING": "false",
             "ENABLE_METRICS": "false",
         }
     )
-    engine = create_async_engine(database_url)
+    engine = create_test_engine(database_url)
     yield RaceServer(base_url=server.base_url, engine=engine)
     await engine.dispose()

@@ -1,30 +1,63 @@
 """The backends a test run uses: SQLite by default, or the PostgreSQL server and Redis named
-by TEST_DATABASE_URL and TEST_REDIS_URL. Databases are made and dropped here; rows and keys a
-test left behind are wiped here."""
+by TEST_DATABASE_URL and TEST_REDIS_URL; with TEST_PGBOUNCER=1 the apps reach that server
+through a PgBouncer in transaction mode, as a scaled-out deployment does. Databases are made
+and dropped here; rows and keys a test left behind are wiped here."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from taskapi.core.db import pooler_connect_args
 from taskapi.models import Base
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+PGBOUNCER = POSTGRES_URL is not None and os.environ.get("TEST_PGBOUNCER") == "1"
+
+_direct_urls: dict[str, str] = {}
+"""Database URL through PgBouncer -> the same database on the server, for what this run made."""
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 """`new_database_url()`: the URL of a new, empty database of the configured backend."""
 
 
 def describe() -> str:
-    return (
-        f"taskapi backend: {'postgresql' if POSTGRES_URL else 'sqlite'}, "
-        f"redis: {'on' if REDIS_URL else 'off (in-process)'}"
-    )
+    backend = "sqlite"
+    if POSTGRES_URL:
+        backend = "postgresql through pgbouncer" if PGBOUNCER else "postgresql"
+    return f"taskapi backend: {backend}, redis: {'on' if REDIS_URL else 'off (in-process)'}"
+
+
+def note_pooled(pooled_url: str, direct_url: str) -> None:
+    _direct_urls[pooled_url] = direct_url
+
+
+def database_settings(url: str) -> dict[str, Any]:
+    """The settings of an app on database `url`: behind PgBouncer, the pooler setting, and
+    migrations straight to the server."""
+    direct = _direct_urls.get(url)
+    if direct is None:
+        return {"database_url": url}
+    return {"database_url": url, "database_pooler": "pgbouncer", "migration_database_url": direct}
+
+
+def database_env(url: str) -> dict[str, str]:
+    """`database_settings` as the environment of a `taskapi serve` process."""
+    return {name.upper(): value for name, value in database_settings(url).items()}
+
+
+def create_test_engine(url: str) -> AsyncEngine:
+    """An engine for a test's own queries on database `url`, fit for PgBouncer when `url` goes
+    through it."""
+    direct = _direct_urls.get(url)
+    connect_args = pooler_connect_args("pgbouncer" if direct else "none")
+    return create_async_engine(url, connect_args=connect_args)
 
 
 async def create_postgres_database(server_url: str, name: str) -> str:

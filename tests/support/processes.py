@@ -3,10 +3,10 @@ processes of its own. The root conftest.py registers it (`pytest_plugins`).
 
 `@pytest.mark.needs_services(*names, reason=...)` names what a test needs and why:
 
-- programs: `initdb` and `pg_ctl` (PostgreSQL's, for `own_postgres`), `redis-server` (for
-  `own_redis`), `uvx` (a pinned tool, tests/clients/), `chromium` (Debian's, for the browser
-  tests in tests/web), `openssl` (a CA for the webhook TLS test). A missing one skips the
-  test, saying what is missing; with
+- programs: `initdb` and `pg_ctl` (PostgreSQL's, for `own_postgres`), `pgbouncer` (for
+  `own_pgbouncer`), `redis-server` (for `own_redis`), `uvx` (a pinned tool, tests/clients/),
+  `chromium` (Debian's, for the browser tests in tests/web), `openssl` (a CA for the webhook
+  TLS test). A missing one skips the test, saying what is missing; with
   TASKAPI_TEST_REQUIRE_SERVICES=1 (as `.ci/run` sets) it fails it.
 - backends: `postgresql` (TEST_DATABASE_URL) and `redis` (TEST_REDIS_URL). Each pass picks
   its backends, so a test that needs one is skipped on the passes without it, flag or not; a
@@ -15,14 +15,16 @@ processes of its own. The root conftest.py registers it (`pytest_plugins`).
 A test that uses `own_postgres` or `own_redis` without naming their programs is a usage
 error, so a test cannot lose its marker unnoticed.
 
-Fixtures: `own_redis` and `own_postgres`, servers only this test uses, so it may stop and
-restart them (the machine's shared PostgreSQL and Redis are never touched), `serve`,
-`python -m taskapi serve` on a free port, and `smtp_server`, an SMTP server (aiosmtpd, in a
-thread) on a free port that keeps what it receives. Every process is stopped by its own PID.
+Fixtures: `own_redis`, `own_postgres` and `own_pgbouncer`, servers only this test uses, so it
+may stop and restart them (the machine's shared PostgreSQL and Redis are never touched; a
+PgBouncer fronts the pass's PostgreSQL server), `serve`, `python -m taskapi serve` on a free
+port, and `smtp_server`, an SMTP server (aiosmtpd, in a thread) on a free port that keeps
+what it receives. Every process is stopped by its own PID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
@@ -41,20 +43,27 @@ from pathlib import Path
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import make_url
 
-from tests.support.backends import POSTGRES_URL, REDIS_URL, create_postgres_database
+from tests.support.backends import PGBOUNCER, POSTGRES_URL, REDIS_URL, create_postgres_database
 from tests.support.smtp import SmtpServer
 
 REQUIRE_SERVICES_VARIABLE = "TASKAPI_TEST_REQUIRE_SERVICES"
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl")
 CHROMIUM = "/usr/lib/chromium/chromium"
 """Debian's real chromium binary (not the /usr/bin wrapper script), which Playwright drives."""
-PROGRAMS = (*POSTGRES_PROGRAMS, "redis-server", "uvx", "chromium", "openssl")
+PROGRAMS = (*POSTGRES_PROGRAMS, "pgbouncer", "redis-server", "uvx", "chromium", "openssl")
+ROOTLESS_PROGRAMS = (*POSTGRES_PROGRAMS, "pgbouncer")
+"""They refuse to run as root, and run as the OS user postgres then."""
 BACKENDS = {
     "postgresql": ("PostgreSQL", "TEST_DATABASE_URL", POSTGRES_URL),
     "redis": ("Redis", "TEST_REDIS_URL", REDIS_URL),
 }
-FIXTURE_PROGRAMS = {"own_postgres": POSTGRES_PROGRAMS, "own_redis": ("redis-server",)}
+FIXTURE_PROGRAMS = {
+    "own_postgres": POSTGRES_PROGRAMS,
+    "own_redis": ("redis-server",),
+    "own_pgbouncer": ("pgbouncer",),
+}
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -97,7 +106,7 @@ def missing_program(name: str) -> str | None:
             "on PATH or in /usr/lib/postgresql/*/bin" if name in POSTGRES_PROGRAMS else "on PATH"
         )
         return f"needs {name}, not found {where}"
-    if name in POSTGRES_PROGRAMS and os.geteuid() == 0:
+    if name in ROOTLESS_PROGRAMS and os.geteuid() == 0:
         if shutil.which("runuser") is None:
             return f"needs runuser: {name} refuses to run as root, and runs as user postgres"
         try:
@@ -261,7 +270,8 @@ def own_redis() -> Iterator[OwnRedis]:
 
 
 def _as_postgres(command: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: run them as the postgres OS user then."""
+    """initdb, postgres and pgbouncer refuse to run as root: run them as the postgres OS user
+    then."""
     if os.geteuid() != 0:
         return command
     return [_program("runuser"), "-u", "postgres", "--", *command]
@@ -368,6 +378,104 @@ def own_postgres() -> Iterator[OwnPostgres]:
         if cluster.running:
             cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class OwnPgBouncer:
+    """PgBouncer in transaction mode on a free port, in front of the PostgreSQL server at
+    `server_url`: any database name, every client logged in as that URL's user. Its server
+    pool is smaller than the app's pools, so clients really do share server connections."""
+
+    directory: Path
+    server_url: str
+    pool_size: int = 8
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database_url: str) -> str:
+        """`database_url` (a database on `server_url`'s server) reached through PgBouncer."""
+        return (
+            make_url(database_url)
+            .set(host="127.0.0.1", port=self.port)
+            .render_as_string(hide_password=False)
+        )
+
+    def start(self) -> None:
+        server = make_url(self.server_url)
+        config = self.directory / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"* = host={server.host or '127.0.0.1'} port={server.port or 5432} "
+            f"user={server.username or 'postgres'}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            "auth_type = any\npool_mode = transaction\n"
+            f"default_pool_size = {self.pool_size}\nmax_client_conn = 2000\n"
+            f"logfile = {self.directory / 'pgbouncer.log'}\n",
+            encoding="utf-8",
+        )
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, user="postgres", group="postgres")
+            shutil.chown(config, user="postgres", group="postgres")
+        self.process = subprocess.Popen(  # noqa: S603 (a fixed argument list, no shell)
+            _as_postgres([_program("pgbouncer"), str(config)]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = self.directory / "pgbouncer.log"
+                raise RuntimeError(
+                    f"pgbouncer exited at start:\n{log.read_text(errors='replace')}"
+                    if log.exists()
+                    else "pgbouncer exited at start"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"pgbouncer on port {self.port} did not listen in time")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+@contextlib.contextmanager
+def running_pgbouncer(server_url: str, *, pool_size: int = 8) -> Iterator[OwnPgBouncer]:
+    directory = Path(tempfile.mkdtemp(prefix="taskapi-pgbouncer-"))
+    bouncer = OwnPgBouncer(directory=directory, server_url=server_url, pool_size=pool_size)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_pgbouncer() -> Iterator[OwnPgBouncer]:
+    """A PgBouncer only this test uses, in front of the pass's PostgreSQL server."""
+    if POSTGRES_URL is None:
+        raise pytest.UsageError("own_pgbouncer: mark the test needs_services('postgresql')")
+    with running_pgbouncer(POSTGRES_URL, pool_size=2) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="session")
+def shared_pgbouncer() -> Iterator[OwnPgBouncer | None]:
+    """With TEST_PGBOUNCER=1, one PgBouncer in transaction mode in front of TEST_DATABASE_URL
+    for the whole run; its absence then stops the run rather than skip anything."""
+    if not PGBOUNCER or POSTGRES_URL is None:
+        yield None
+        return
+    problem = missing_program("pgbouncer")
+    if problem is not None:
+        pytest.exit(f"TEST_PGBOUNCER=1 {problem}", returncode=3)
+    with running_pgbouncer(POSTGRES_URL, pool_size=20) as bouncer:
+        yield bouncer
 
 
 @dataclass

@@ -31,6 +31,9 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+Pooler = Literal["none", "pgbouncer"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -46,6 +49,12 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./taskapi.db"
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_max_overflow: int = Field(default=20, ge=0, le=500)
+    database_pooler: Pooler = "none"
+    """`pgbouncer`: DATABASE_URL points at a transaction pooler (PgBouncer in
+    pool_mode=transaction), so no prepared statement may outlive its transaction."""
+    migration_database_url: str | None = None
+    """Where migrations run (and take their lock): PostgreSQL itself, not the pooler.
+    None: DATABASE_URL."""
     redis_url: str | None = None
     redis_key_prefix: str = Field(default="taskapi:", min_length=1, max_length=64)
 
@@ -110,10 +119,12 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
-    def _supported_database(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+        ):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
@@ -172,6 +183,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _pooler_needs_postgresql(self) -> Settings:
+        if self.database_pooler != "none" and self.is_sqlite:
+            raise ValueError("DATABASE_POOLER: a pooler needs a postgresql+asyncpg:// DATABASE_URL")
+        return self
+
+    @model_validator(mode="after")
     def _secret_for_environment(self) -> Settings:
         if self.jwt_secret_key is not None:
             return self
@@ -186,6 +203,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def migrations_url(self) -> str:
+        return self.migration_database_url or self.database_url
 
     @property
     def is_production(self) -> bool:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.expression import SelectBase
 from sqlalchemy.util import await_
 
-from taskapi.core.config import Settings
+from taskapi.core.config import Pooler, Settings
 from taskapi.core.errors import AppError, ServiceUnavailable, problem_response
 from taskapi.core.state import lifespan_state
 
@@ -73,13 +73,41 @@ def create_engine(settings: Settings) -> AsyncEngine:
             max_overflow=settings.database_max_overflow,
             pool_timeout=10,
             pool_recycle=POOL_RECYCLE_SECONDS,
-            connect_args={"timeout": 5, "command_timeout": 30},
+            connect_args={
+                "timeout": 5,
+                "command_timeout": 30,
+                **pooler_connect_args(settings.database_pooler),
+            },
         )
         event.listen(engine.sync_engine, "checkin", _note_checkin)
         event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
     event.listen(engine.sync_engine, "handle_error", _unreachable_instead_of_os_error)
     return engine
+
+
+def pooler_connect_args(pooler: Pooler) -> dict[str, Any]:
+    """asyncpg's arguments for a connection that may reach another server connection in each
+    transaction, as behind PgBouncer in transaction mode (1.18 does not track prepared
+    statements). asyncpg names and caches the statements it prepares; a cached one is missing
+    on the next server connection ("prepared statement ... does not exist"), and since its
+    names count up from 1 in every process, two instances collide on one ("already exists").
+    SQLAlchemy's recipe names each statement uniquely, but leaves one named statement behind
+    on the server connection per transaction, a leak that grows until the pooler closes it.
+    The unnamed statement instead lasts until the next one on that server connection, which
+    inside a transaction is this client's own next statement: no collisions and no leak
+    (tests/core/test_pooler.py counts what is left on the server connections)."""
+    if pooler == "none":
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unnamed_statement,
+    }
+
+
+def _unnamed_statement() -> str:
+    return ""
 
 
 def _connect_or_unreachable(
@@ -190,21 +218,31 @@ class AppSession(Session):
 
 
 def create_sessionmaker(
-    engine: AsyncEngine, *, read_only: bool = False, info: Mapping[str, Any] | None = None
+    engine: AsyncEngine,
+    *,
+    read_only: bool = False,
+    pooler: Pooler = "none",
+    info: Mapping[str, Any] | None = None,
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions for writes, or (`read_only`) for GET and HEAD, which never write.
 
     PostgreSQL runs read-only sessions in autocommit: under READ COMMITTED each statement
     sees a fresh snapshot inside a transaction too, so BEGIN and COMMIT would only cost two
-    round trips. SQLite gives them a deferred transaction instead of the write lock.
-    `info` starts every session's `info` (core/events.py keeps its consumers there).
+    round trips. Behind a transaction pooler they run in a READ ONLY transaction instead, so
+    that the pooler keeps one server connection for the whole session: outside a transaction
+    it may hand every statement to another one (a trial here of autocommit reads through
+    PgBouncer failed with "prepared statement ... does not exist"). SQLite gives them a
+    deferred transaction instead of the write lock. `info` starts every session's `info`
+    (core/events.py keeps its consumers there).
     """
     if read_only:
-        options = (
-            {_READ_ONLY: True}
-            if engine.dialect.name == "sqlite"
-            else {"isolation_level": "AUTOCOMMIT"}
-        )
+        options: dict[str, Any]
+        if engine.dialect.name == "sqlite":
+            options = {_READ_ONLY: True}
+        elif pooler == "none":
+            options = {"isolation_level": "AUTOCOMMIT"}
+        else:
+            options = {"postgresql_readonly": True}
         engine = engine.execution_options(**options)
     return async_sessionmaker(
         engine,

@@ -23,15 +23,15 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    command.upgrade(alembic_config(settings.database_url), revision)
+    command.upgrade(alembic_config(settings.migrations_url), revision)
 
 
 def downgrade(settings: Settings, revision: str) -> None:
-    command.downgrade(alembic_config(settings.database_url), revision)
+    command.downgrade(alembic_config(settings.migrations_url), revision)
 
 
 def current(settings: Settings) -> None:
-    command.current(alembic_config(settings.database_url), verbose=False)
+    command.current(alembic_config(settings.migrations_url), verbose=False)
 
 
 async def upgrade_async(settings: Settings, revision: str = "head") -> None:

@@ -129,7 +129,9 @@ class Worker:
         self._email = email
         self._clock = clock
         self._sessionmaker = create_sessionmaker(engine)
-        self._read_sessionmaker = create_sessionmaker(engine, read_only=True)
+        self._read_sessionmaker = create_sessionmaker(
+            engine, read_only=True, pooler=settings.database_pooler
+        )
         self._concurrency = settings.worker_concurrency
         self._poll_interval = settings.worker_poll_interval_seconds
         self._shutdown_grace = shutdown_grace
