@@ -110,15 +110,15 @@ def asyncpg_url(url: str) -> str:
 async def create_database(server_url: str, prefix: str) -> tuple[str, str]:
     """A new empty database on `server_url`: its name and its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    await admin(server_url, f'CREATE DATABASE "{name}"')
     return name, server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 async def drop_database(server_url: str, name: str) -> None:
-    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _admin(server_url: str, statement: str) -> None:
+async def admin(server_url: str, statement: str) -> None:
     connection = await asyncpg.connect(server_url)
     try:
         await connection.execute(statement)
@@ -387,6 +387,11 @@ def main() -> None:
     )
     parser.add_argument("--only", nargs="*", help="scenario letters to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="4 instances x 2 workers on 30 database connections, with and without PgBouncer",
+    )
     args = parser.parse_args()
     profile = SMOKE if args.smoke else QUICK if args.quick else FULL
     if shutil.which("wrk") is None:
@@ -394,6 +399,14 @@ def main() -> None:
 
     workdir = ROOT / "bench" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        from bench import scale
+
+        scaled = scale.run(profile, workdir)
+        scale.print_table(scaled, machine(), profile)
+        if args.json:
+            args.json.write_text(json.dumps(scaled, indent=2), encoding="utf-8")
+        return
     secret = secrets.token_urlsafe(48)
     scenarios = [s for s in SCENARIOS if not args.only or s[0] in args.only]
     with bench_database() as database_url:

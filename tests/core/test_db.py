@@ -24,7 +24,7 @@ from taskapi.core.db import (
 )
 from taskapi.core.errors import Conflict
 from tests.support.apps import make_client, state_of
-from tests.support.backends import create_test_engine
+from tests.support.backends import create_test_engine, server_url_of
 from tests.support.factories import sign_in
 from tests.support.processes import free_port
 
@@ -265,7 +265,8 @@ async def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
         await session.close()
         async with state_of(app)["engine"].connect() as pooled:
             pooled_pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
-        outsider = create_test_engine(settings.database_url)
+        # Straight to the server: through PgBouncer it could be handed that very connection.
+        outsider = create_test_engine(server_url_of(settings.database_url))
         async with outsider.connect() as connection:
             killed = await connection.scalar(
                 text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled_pid}

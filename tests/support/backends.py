@@ -38,6 +38,11 @@ def note_pooled(pooled_url: str, direct_url: str) -> None:
     _direct_urls[pooled_url] = direct_url
 
 
+def server_url_of(url: str) -> str:
+    """Database `url` on the server itself, bypassing PgBouncer if it goes through it."""
+    return _direct_urls.get(url, url)
+
+
 def database_settings(url: str) -> dict[str, Any]:
     """The settings of an app on database `url`: behind PgBouncer, the pooler setting, and
     migrations straight to the server."""
