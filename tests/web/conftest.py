@@ -37,6 +37,7 @@ from playwright.async_api import (
 )
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.support.backends import database_env
 from tests.support.processes import CHROMIUM, free_port
 from tests.support.smtp import SmtpServer
 
@@ -151,7 +152,7 @@ async def start_server(
         redis_url = os.environ.get("TEST_REDIS_URL")
         settings = {
             "APP_ENV": "test",
-            "DATABASE_URL": await new_database_url(),
+            **database_env(await new_database_url()),
             "JWT_SECRET_KEY": "browser-test-secret-" + uuid.uuid4().hex,
             "HOST": "127.0.0.1",
             "PORT": str(port),
