@@ -270,8 +270,8 @@ async def test_0006_adds_webhooks_to_a_populated_database_and_takes_them_away(
     """From 0005 with a user and a task: the rows stay; webhooks and deliveries can be
     written, and a downgrade removes them and nothing else."""
     url = await new_database_url()
-    settings = Settings(_env_file=None, app_env="test", database_url=url)
-    engine = create_async_engine(url)
+    settings = Settings(_env_file=None, app_env="test", **database_settings(url))
+    engine = create_test_engine(url)
     user, task, webhook = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     try:
         await migrations.upgrade_async(settings, "0005")
