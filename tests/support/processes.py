@@ -384,11 +384,14 @@ def own_postgres() -> Iterator[OwnPostgres]:
 class OwnPgBouncer:
     """PgBouncer in transaction mode on a free port, in front of the PostgreSQL server at
     `server_url`: any database name, every client logged in as that URL's user. Its server
-    pool is smaller than the app's pools, so clients really do share server connections."""
+    pool is smaller than the app's pools, so clients really do share server connections, and
+    `max_server_connections` caps them over all databases: a run's many databases then take
+    no more of the server's connections than that."""
 
     directory: Path
     server_url: str
     pool_size: int = 8
+    max_server_connections: int = 40
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -411,6 +414,7 @@ class OwnPgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             "auth_type = any\npool_mode = transaction\n"
             f"default_pool_size = {self.pool_size}\nmax_client_conn = 2000\n"
+            f"max_user_connections = {self.max_server_connections}\n"
             f"logfile = {self.directory / 'pgbouncer.log'}\n",
             encoding="utf-8",
         )
