@@ -230,9 +230,12 @@ async def me(request: Request) -> Response:
     assert pool is not None
     row = await pool.fetchrow(
         "SELECT id, email, full_name, is_active, created_at, updated_at FROM users "
-        "WHERE id = $1 AND (tokens_valid_after IS NULL OR tokens_valid_after <= to_timestamp($2))",
+        "WHERE id = $1 AND (tokens_valid_after IS NULL OR tokens_valid_after <= to_timestamp($2)) "
+        "AND NOT EXISTS (SELECT FROM refresh_token_families "
+        "WHERE id = $3 AND revoked_at IS NOT NULL)",
         uuid.UUID(claims["sub"]),
         claims["iat"],
+        uuid.UUID(claims["sid"]),
     )
     if row is None:
         return _problem(401, "not_authenticated")
@@ -269,6 +272,17 @@ async def login(request: Request) -> Response:
         algorithm="HS256",
     )
     refresh = secrets.token_hex(32)
+    expires_at = datetime.now(UTC) + timedelta(days=7)
+    await pool.execute(
+        "INSERT INTO refresh_token_families "
+        "(id, user_id, user_agent, ip, created_at, last_used_at, expires_at) "
+        "VALUES ($1, $2, $3, $4, now(), now(), $5)",
+        family,
+        row["id"],
+        request.headers.get("user-agent"),
+        request.client.host if request.client else None,
+        expires_at,
+    )
     await pool.execute(
         "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, created_at) "
         "VALUES ($1, $2, $3, encode(sha256($4::bytea), 'hex'), $5, now())",
@@ -276,7 +290,7 @@ async def login(request: Request) -> Response:
         row["id"],
         family,
         refresh.encode(),
-        datetime.now(UTC) + timedelta(days=7),
+        expires_at,
     )
     user = dict(row)
     user.pop("password_hash")

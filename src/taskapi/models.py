@@ -4,7 +4,7 @@ from typing import Any
 
 from sqlalchemy import Column, Index
 
-from taskapi.auth.models import RefreshToken, User
+from taskapi.auth.models import RefreshToken, RefreshTokenFamily, User
 from taskapi.categories.models import Category
 from taskapi.core.jobs import Job
 from taskapi.core.models import Base
@@ -16,6 +16,7 @@ __all__ = [
     "Category",
     "Job",
     "RefreshToken",
+    "RefreshTokenFamily",
     "Task",
     "User",
     "Webhook",

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
-from taskapi.auth import service
+from taskapi.auth import families, service
 from taskapi.auth.cache import UserCache
 from taskapi.auth.models import User
 from taskapi.core.config import Settings
@@ -23,6 +23,7 @@ from tests.support.factories import DEFAULT_PASSWORD, create_user
 from tests.support.jobs import run_jobs
 
 EMAIL = "ada@example.com"
+CLIENT = families.Client(user_agent="pytest", ip="127.0.0.1")
 CHANGED_ELSEWHERE = "Ch4nged!Elsewhere"
 
 
@@ -72,6 +73,7 @@ async def test_login_counts_failures_in_the_database_not_on_a_stale_row(
             cache=cache,
             settings=settings,
             hasher=hasher,
+            client=CLIENT,
             email=EMAIL,
             password="Wr0ng!Passw0rd",
         )
@@ -97,6 +99,7 @@ async def test_wrong_password_error_keeps_the_count(
             cache=cache,
             settings=settings,
             hasher=hasher,
+            client=CLIENT,
             email=EMAIL,
             password="nope",
         )
@@ -187,6 +190,7 @@ async def test_register_queues_the_email_in_its_own_transaction(
             session=session,
             settings=settings,
             hasher=hasher,
+            client=CLIENT,
             email="rolled@example.com",
             password=STRONG_PASSWORD,
             full_name="Ada",
@@ -196,6 +200,7 @@ async def test_register_queues_the_email_in_its_own_transaction(
             session=session,
             settings=settings,
             hasher=hasher,
+            client=CLIENT,
             email=EMAIL,
             password=STRONG_PASSWORD,
             full_name="Ada",
@@ -230,6 +235,7 @@ async def test_logout_all_leaves_other_accounts_alone(
             cache=cache,
             settings=settings,
             hasher=hasher,
+            client=CLIENT,
             email=email,
             password=DEFAULT_PASSWORD,
         )

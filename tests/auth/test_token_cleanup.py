@@ -4,13 +4,13 @@ that have ended, and keeps what reuse detection still needs (a clock the test mo
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.auth.models import RefreshToken, User
+from taskapi.auth.models import RefreshToken, RefreshTokenFamily, User
 from taskapi.core.models import utcnow
 from taskapi.core.security import hash_token, new_opaque_token
 from tests.support.auth import stored_user
@@ -27,6 +27,7 @@ async def add_token(
     revoked: bool = False,
 ) -> uuid.UUID:
     now = utcnow()
+    await _add_to_family(session, user, family, expires_at=now + expires_in, revoked=revoked)
     token = RefreshToken(
         user_id=user.id,
         family_id=family,
@@ -38,6 +39,36 @@ async def add_token(
     session.add(token)
     await session.commit()
     return token.id
+
+
+async def _add_to_family(
+    session: AsyncSession,
+    user: User,
+    family_id: uuid.UUID,
+    *,
+    expires_at: datetime,
+    revoked: bool,
+) -> None:
+    """The session row a token belongs to: it lasts as long as its newest token and is
+    revoked while all its tokens are."""
+    now = utcnow()
+    family = await session.get(RefreshTokenFamily, family_id)
+    if family is None:
+        session.add(
+            RefreshTokenFamily(
+                id=family_id,
+                user_id=user.id,
+                created_at=now,
+                last_used_at=now,
+                expires_at=expires_at,
+                revoked_at=now if revoked else None,
+            )
+        )
+    else:
+        family.expires_at = max(family.expires_at, expires_at)
+        if not revoked:
+            family.revoked_at = None
+    await session.flush()
 
 
 async def remaining_tokens(session: AsyncSession) -> set[uuid.UUID]:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 from taskapi.auth import service
-from taskapi.auth.cache import CACHED_USER_COLUMNS, USER_CACHE_TTL, UserCache
+from taskapi.auth.cache import CACHED_USER_COLUMNS, REVOKED_FAMILIES, USER_CACHE_TTL, UserCache
 from taskapi.auth.models import User
 from taskapi.core.cache import MemoryCacheStore
 from taskapi.core.config import Settings
@@ -47,7 +47,7 @@ EMAIL = "ada@example.com"
 ME = f"{API}/users/me"
 TASKS = f"{API}/tasks"
 _READS_USERS = re.compile(r"\bFROM users\b", re.IGNORECASE)
-CACHED_FIELDS = {column.key for column in CACHED_USER_COLUMNS}
+CACHED_FIELDS = {column.key for column in CACHED_USER_COLUMNS} | {REVOKED_FAMILIES}
 
 
 class FakeClock:
@@ -187,6 +187,7 @@ async def test_a_hit_reads_no_user_row(
     cached = orjson.loads(payload)
     assert set(cached) == CACHED_FIELDS  # no password hash, no token hash
     assert cached["id"] == str(ada.user.id)
+    assert cached[REVOKED_FAMILIES] == []
 
 
 async def test_entry_expires_after_15_minutes(
@@ -208,8 +209,9 @@ async def test_the_cached_user_is_detached_and_holds_only_what_auth_needs(
 ) -> None:
     await probe.warm(ada.headers)
     cache: UserCache = state_of(app)["user_cache"]
-    user, _ = await cache.get(ada.user.id)
-    assert user is not None
+    cached, _ = await cache.get(ada.user.id)
+    assert cached is not None
+    user = cached.user
     assert (user.id, user.email, user.is_active) == (ada.user.id, EMAIL, True)
     with pytest.raises(DetachedInstanceError):
         _ = user.password_hash
@@ -250,6 +252,33 @@ async def test_logout_all_refuses_the_cached_users_token_at_once(
     response, _ = await probe.get(ME, ada.headers)
     assert_problem(response, 401, "not_authenticated")
     assert_problem((await probe.get(TASKS, ada.headers))[0], 401, "not_authenticated")
+
+
+async def test_a_revoked_sessions_token_is_refused_from_the_cache_without_a_read(
+    probe: Probe,
+) -> None:
+    """The revocation invalidates the entry; one miss reads the user and the revoked
+    families back, and from then on the cache alone refuses the revoked `sid` while the
+    user's other session is still served."""
+    registered = await register(probe.client, email=EMAIL)
+    other = await login(probe.client, email=EMAIL)
+    revoked, kept = bearer(registered["access_token"]), bearer(other.json()["access_token"])
+    await probe.warm(revoked)
+    logout = await probe.client.post(
+        f"{API}/auth/logout", json={"refresh_token": registered["refresh_token"]}, headers=revoked
+    )
+    assert logout.status_code == 204
+
+    response, reads = await probe.get(ME, revoked)
+    assert_problem(response, 401, "not_authenticated")
+    assert reads == 1
+    for path in (ME, TASKS):
+        response, reads = await probe.get(path, revoked)
+        assert response.status_code == 401
+        assert reads == 0
+    response, reads = await probe.get(ME, kept)
+    assert response.status_code == 200
+    assert reads == 0
 
 
 async def test_deleted_account_token_is_refused_at_once(
@@ -376,8 +405,8 @@ async def test_a_reader_that_read_the_old_row_cannot_cache_it_after_the_change(
     """Miss, read the old row, then a change commits and invalidates, then the slow
     reader's fill arrives: it must not bring the old row back for 15 minutes."""
     cache: UserCache = state_of(app)["user_cache"]
-    user, lookup = await cache.get(ada.user.id)
-    assert user is None
+    cached, lookup = await cache.get(ada.user.id)
+    assert cached is None
     async with state_of(app)["sessionmaker"]() as reader:
         old_row = (
             await reader.execute(select(*CACHED_USER_COLUMNS).where(User.id == ada.user.id))
@@ -388,7 +417,7 @@ async def test_a_reader_that_read_the_old_row_cannot_cache_it_after_the_change(
             session=writer, cache=cache, user_id=ada.user.id, full_name="Ada King"
         )
         await writer.commit()
-    await cache.fill(lookup, old_row._mapping)
+    await cache.fill(lookup, old_row._mapping, [])
 
     response, reads = await probe.get(ME, ada.headers)
     assert reads == 1

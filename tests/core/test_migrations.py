@@ -1,16 +1,32 @@
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, func, insert, inspect, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Integer,
+    String,
+    Uuid,
+    column,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from taskapi.app import create_app
 from taskapi.core import migrations
 from taskapi.core.config import Settings
+from taskapi.core.models import UTCDateTime
+from taskapi.core.security import hash_token
 from taskapi.models import (
     Base,
     Category,
@@ -22,7 +38,8 @@ from taskapi.models import (
     task_categories,
 )
 from taskapi.tasks.models import TaskCounter
-from tests.support.backends import DatabaseFactory, create_test_engine, database_settings
+from tests.support.apps import keep_state, make_client
+from tests.support.backends import DatabaseFactory
 
 TABLES = {
     "users",
@@ -34,6 +51,7 @@ TABLES = {
     "jobs",
     "webhooks",
     "webhook_deliveries",
+    "refresh_token_families",
 }
 TASK_INDEXES = {
     "ix_tasks_user_id_created_at": "(user_id, created_at, id)",
@@ -149,6 +167,8 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
             ("tasks", "users", "CASCADE"),
             ("categories", "users", "CASCADE"),
             ("refresh_tokens", "users", "CASCADE"),
+            ("refresh_tokens", "refresh_token_families", "CASCADE"),
+            ("refresh_token_families", "users", "CASCADE"),
             ("task_categories", "tasks", "CASCADE"),
             ("task_categories", "categories", "CASCADE"),
             ("task_counters", "users", "CASCADE"),
@@ -315,5 +335,172 @@ async def test_0006_adds_webhooks_to_a_populated_database_and_takes_them_away(
                 await connection.scalar(select(User.email).where(User.id == user))
                 == "ada@example.com"
             )
+    finally:
+        await engine.dispose()
+
+
+# Tables as an older revision has them: only the columns that revision knows.
+_users = table(
+    "users",
+    column("id", Uuid()),
+    column("email", String()),
+    column("password_hash", String()),
+    column("full_name", String()),
+    column("is_active", Boolean()),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
+_refresh_tokens = table(
+    "refresh_tokens",
+    column("id", Uuid()),
+    column("user_id", Uuid()),
+    column("family_id", Uuid()),
+    column("token_hash", String()),
+    column("expires_at", UTCDateTime()),
+    column("revoked_at", UTCDateTime()),
+    column("created_at", UTCDateTime()),
+)
+_tasks = table(
+    "tasks",
+    column("id", Uuid()),
+    column("user_id", Uuid()),
+    column("title", String()),
+    column("version", Integer()),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
+_families = table(
+    "refresh_token_families",
+    column("id", Uuid()),
+    column("user_id", Uuid()),
+    column("user_agent", String()),
+    column("ip", String()),
+    column("created_at", UTCDateTime()),
+    column("last_used_at", UTCDateTime()),
+    column("expires_at", UTCDateTime()),
+    column("revoked_at", UTCDateTime()),
+)
+
+
+async def test_0007_builds_a_session_from_each_refresh_token_family(
+    new_database_url: DatabaseFactory,
+) -> None:
+    """A database in use at 0006 (two users, rotated and revoked families, tasks) is
+    upgraded: every family becomes a session row, live exactly when one of its tokens is,
+    and the app then refreshes and lists the migrated session."""
+    url = await new_database_url()
+    settings = Settings(_env_file=None, app_env="test", database_url=url)
+    await migrations.upgrade_async(settings, "0006")
+    now = datetime.now(UTC).replace(microsecond=0)
+    ada, bob = uuid.uuid4(), uuid.uuid4()
+    rotated, revoked, bobs = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    live_token = "a" * 64
+
+    def token(
+        user_id: uuid.UUID, family_id: uuid.UUID, age: timedelta, *, revoked_at: Any, plain: str
+    ) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "family_id": family_id,
+            "token_hash": hash_token(plain),
+            "created_at": now - age,
+            "expires_at": now - age + timedelta(days=7),
+            "revoked_at": revoked_at,
+        }
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(_users),
+                [
+                    {
+                        "id": user_id,
+                        "email": f"{name}@example.com",
+                        "password_hash": "x",
+                        "full_name": name,
+                        "is_active": True,
+                        "created_at": now - timedelta(days=3),
+                        "updated_at": now - timedelta(days=3),
+                    }
+                    for user_id, name in ((ada, "ada"), (bob, "bob"))
+                ],
+            )
+            await connection.execute(
+                insert(_refresh_tokens),
+                [
+                    token(
+                        ada,
+                        rotated,
+                        timedelta(days=2),
+                        revoked_at=now - timedelta(days=1),
+                        plain="1" * 64,
+                    ),
+                    token(ada, rotated, timedelta(days=1), revoked_at=None, plain=live_token),
+                    token(
+                        ada,
+                        revoked,
+                        timedelta(hours=5),
+                        revoked_at=now - timedelta(hours=4),
+                        plain="2" * 64,
+                    ),
+                    token(
+                        ada,
+                        revoked,
+                        timedelta(hours=4),
+                        revoked_at=now - timedelta(hours=3),
+                        plain="3" * 64,
+                    ),
+                    token(bob, bobs, timedelta(hours=1), revoked_at=None, plain="4" * 64),
+                ],
+            )
+            await connection.execute(
+                insert(_tasks),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "user_id": ada,
+                        "title": f"Task {number}",
+                        "version": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for number in range(3)
+                ],
+            )
+        await engine.dispose()
+
+        await migrations.upgrade_async(settings, "0007")
+
+        async with engine.connect() as connection:
+            sessions = {row.id: row for row in await connection.execute(select(_families))}
+            tasks = await connection.scalar(select(func.count()).select_from(_tasks))
+        assert tasks == 3
+        assert set(sessions) == {rotated, revoked, bobs}
+        live = sessions[rotated]
+        assert (live.user_id, live.user_agent, live.ip, live.revoked_at) == (ada, None, None, None)
+        assert live.created_at == now - timedelta(days=2)
+        assert live.last_used_at == now - timedelta(days=1)
+        assert live.expires_at == now + timedelta(days=6)
+        assert sessions[revoked].revoked_at == now - timedelta(hours=3)
+        assert (sessions[bobs].user_id, sessions[bobs].revoked_at) == (bob, None)
+        await engine.dispose()
+
+        app = create_app(settings)
+        async with app.router.lifespan_context(app) as state:
+            keep_state(app, state)
+            async with make_client(app) as client:
+                refreshed = await client.post(
+                    "/api/v1/auth/refresh", json={"refresh_token": live_token}
+                )
+                assert refreshed.status_code == 200, refreshed.text
+                listed = await client.get(
+                    "/api/v1/auth/sessions",
+                    headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"},
+                )
+        assert listed.status_code == 200, listed.text
+        assert [item["id"] for item in listed.json()["items"]] == [str(rotated)]
+        assert listed.json()["items"][0]["current"] is True
     finally:
         await engine.dispose()

@@ -226,3 +226,34 @@ async def test_a_task_written_on_one_is_read_and_changed_on_the_other(pair: Pair
         f"{API}/tasks/{task['id']}", json={"title": "Too late", "version": 1}, headers=headers
     )
     assert stale.status_code == 409
+
+
+async def test_a_session_ended_on_one_is_refused_by_the_other_at_once(pair: Pair) -> None:
+    registered = await pair.register()
+    other = await pair.a.post(
+        f"{API}/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert other.status_code == 200
+    ended_headers, kept_headers = (
+        bearer(registered["access_token"]),
+        bearer(other.json()["access_token"]),
+    )
+    for headers in (ended_headers, kept_headers):
+        assert (await pair.b.get(f"{API}/users/me", headers=headers)).status_code == 200
+    assert await pair.redis.get(f"{pair.prefix}user_cache:{registered['user']['id']}")
+    listed = await pair.a.get(f"{API}/auth/sessions", headers=kept_headers)
+    (ended,) = [item["id"] for item in listed.json()["items"] if not item["current"]]
+
+    assert (
+        await pair.a.delete(f"{API}/auth/sessions/{ended}", headers=kept_headers)
+    ).status_code == 204
+
+    for path in ("/users/me", "/tasks"):
+        refused = await pair.b.get(f"{API}{path}", headers=ended_headers)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "not_authenticated"
+    assert (await pair.b.get(f"{API}/users/me", headers=kept_headers)).status_code == 200
+    stale = await pair.b.post(
+        f"{API}/auth/refresh", json={"refresh_token": registered["refresh_token"]}
+    )
+    assert stale.status_code == 401

@@ -152,3 +152,44 @@ async def test_concurrent_registrations_of_one_email(race_server: RaceServer) ->
             )
         ).all()
     assert stored == [f"{local}@example.com"]
+
+
+async def test_a_refresh_racing_the_end_of_its_session_leaves_nothing_alive(
+    race_server: RaceServer,
+) -> None:
+    """Whichever commits first, what the refresh handed out (if anything) dies with the
+    session: the family row is the point both sides serialize on (auth/families.py)."""
+    account = await race_server.verified_account()
+    async with race_server.client() as client:
+        for _ in range(8):
+            login = await client.post(
+                "/api/v1/auth/login", json={"email": account.email, "password": DEFAULT_PASSWORD}
+            )
+            assert login.status_code == 200
+            tokens = login.json()
+            listed = await client.get("/api/v1/auth/sessions", headers=account.headers)
+            newest = listed.json()["items"][0]
+            assert newest["current"] is False
+            victim = newest["id"]
+            refreshed, ended = await asyncio.gather(
+                client.post(
+                    "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+                ),
+                client.delete(f"/api/v1/auth/sessions/{victim}", headers=account.headers),
+            )
+            assert ended.status_code == 204, ended.text
+            assert refreshed.status_code in (200, 401), refreshed.text
+            survivors = [tokens["access_token"]]
+            if refreshed.status_code == 200:
+                survivors.append(refreshed.json()["access_token"])
+                again = await client.post(
+                    "/api/v1/auth/refresh",
+                    json={"refresh_token": refreshed.json()["refresh_token"]},
+                )
+                assert again.status_code == 401, again.text
+            for access_token in survivors:
+                me = await client.get(
+                    "/api/v1/users/me", headers={"Authorization": f"Bearer {access_token}"}
+                )
+                assert me.status_code == 401, me.text
+        assert (await client.get("/api/v1/users/me", headers=account.headers)).status_code == 200

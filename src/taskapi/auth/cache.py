@@ -5,17 +5,21 @@ place users change: auth/service.py reads through it (`authenticate`) and invali
 after every change it commits, so routers never see it and core/ keeps only the
 feature-free storage (`core.cache`).
 
-What is cached is what authentication and `GET /users/me` need: no password hash and no
-token hash ever reaches Redis. It is serialized with orjson (never pickle: whoever can
-write to Redis must not be able to run code here) and handed out as a detached User whose
-other attributes raise on access instead of answering None. Every service function that
-changes a user loads the row itself, so none ever writes through a cached copy.
+What is cached is what authentication and `GET /users/me` need: the user's columns but the
+password and token hashes (none ever reaches Redis), and the ids of the user's refresh-token
+families revoked within an access token's lifetime, so that access tokens of a revoked
+session (`sid`) are refused without a database read (auth/families.py). It is serialized
+with orjson (never pickle: whoever can write to Redis must not be able to run code here)
+and handed out as a detached User whose other attributes raise on access instead of
+answering None. Every service function that changes a user loads the row itself, so none
+ever writes through a cached copy.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +34,7 @@ from taskapi.core.db import after_commit
 
 USER_CACHE_TTL = timedelta(minutes=15)
 USER_CACHE_COMPONENT = "user_cache"
+REVOKED_FAMILIES = "revoked_families"
 CACHED_USER_COLUMNS = (
     User.id,
     User.email,
@@ -41,30 +46,43 @@ CACHED_USER_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CachedUser:
+    user: User
+    revoked_families: frozenset[uuid.UUID]
+    """Families revoked so recently that access tokens issued in them may still be alive."""
+
+
 class UserCache:
     def __init__(self, store: CacheStore) -> None:
         self._store = store
 
-    async def get(self, user_id: uuid.UUID) -> tuple[User | None, Lookup]:
+    async def get(self, user_id: uuid.UUID) -> tuple[CachedUser | None, Lookup]:
         """The cached user (None on a miss) and the lookup that `fill` needs after a miss."""
         lookup = await self._store.get(str(user_id))
         if lookup.value is None:
             return None, lookup
         return _decode(lookup.value), lookup
 
-    async def fill(self, lookup: Lookup, row: RowMapping) -> User:
-        """Cache a row of CACHED_USER_COLUMNS read after `lookup` missed; the user as a hit
-        would give it, so callers see the same object either way."""
+    async def fill(
+        self, lookup: Lookup, row: RowMapping, revoked_families: Iterable[uuid.UUID]
+    ) -> CachedUser:
+        """Cache a row of CACHED_USER_COLUMNS and the user's revoked families, both read
+        after `lookup` missed; the entry as a hit would give it, so callers see the same
+        object either way."""
         raw = orjson.dumps(
-            {column.key: row[column.key] for column in CACHED_USER_COLUMNS},
+            {
+                **{column.key: row[column.key] for column in CACHED_USER_COLUMNS},
+                REVOKED_FAMILIES: [str(family_id) for family_id in revoked_families],
+            },
             # asyncpg hands out UUIDs of its own type, which orjson does not know
             default=str,
         )
         await self._store.fill(lookup, raw)
-        user = _decode(raw)
-        if user is None:
+        cached = _decode(raw)
+        if cached is None:
             raise RuntimeError(f"a user row does not round-trip through the cache: {raw!r}")
-        return user
+        return cached
 
     def invalidate_after_commit(self, session: AsyncSession, user_id: uuid.UUID) -> None:
         """Forget the user once `session` commits the change just made to the row.
@@ -82,12 +100,12 @@ class UserCache:
         after_commit(session, invalidate)
 
 
-def _decode(raw: bytes) -> User | None:
+def _decode(raw: bytes) -> CachedUser | None:
     """None for anything that is not a value this version wrote: it is then a miss."""
     try:
         fields = orjson.loads(raw)
         tokens_valid_after = fields["tokens_valid_after"]
-        return _detached_user(
+        user = _detached_user(
             {
                 "id": uuid.UUID(fields["id"]),
                 "email": fields["email"],
@@ -100,8 +118,10 @@ def _decode(raw: bytes) -> User | None:
                 "updated_at": datetime.fromisoformat(fields["updated_at"]),
             }
         )
-    except (KeyError, TypeError, ValueError):
+        revoked = frozenset(uuid.UUID(family_id) for family_id in fields[REVOKED_FAMILIES])
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
+    return CachedUser(user, revoked)
 
 
 def _detached_user(fields: Mapping[str, Any]) -> User:

@@ -1,5 +1,5 @@
 """What routers declare to get the caller and auth's resources: `CurrentUser`, `ActiveUser`,
-`AccessClaimsDep`, `UserCacheDep` and `PasswordHasherDep`.
+`AccessClaimsDep`, `ClientDep`, `UserCacheDep` and `PasswordHasherDep`.
 
 The bearer token is verified here (signature, expiry, issuer, audience), then
 `service.authenticate` finds the user it speaks for through the user cache.
@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.auth import service
+from taskapi.auth import families, service
 from taskapi.auth.cache import UserCache
 from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import User
@@ -39,8 +39,18 @@ async def get_user_cache(request: Request) -> UserCache:
     return lifespan_state(request.scope, AuthState)["user_cache"]
 
 
+async def get_client(request: Request) -> families.Client:
+    """The client as a session records it; `request.client` already went through the
+    trusted-proxy rule (ProxyHeadersMiddleware)."""
+    return families.Client(
+        user_agent=request.headers.get("user-agent") or None,
+        ip=request.client.host if request.client else None,
+    )
+
+
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
+ClientDep = Annotated[families.Client, Depends(get_client)]
 
 # auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -76,7 +86,9 @@ async def _authenticate(request: Request, session: AsyncSession, token: str | No
     """
     state = lifespan_state(request.scope, AuthState)
     claims = _verified_claims(state["settings"], token)
-    user = await service.authenticate(session=session, cache=state["user_cache"], claims=claims)
+    user = await service.authenticate(
+        session=session, cache=state["user_cache"], settings=state["settings"], claims=claims
+    )
     request.state.user_id = str(user.id)
     return user
 

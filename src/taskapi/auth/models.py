@@ -34,6 +34,33 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     """Access tokens issued before this instant are rejected (logout-all, password change)."""
 
 
+USER_AGENT_MAX_LENGTH = 512
+CLIENT_IP_MAX_LENGTH = 64
+
+
+class RefreshTokenFamily(UUIDPrimaryKey, Base):
+    """One login (or registration) and every refresh token rotated from it: what the API
+    shows as a session. Its id is the `sid` claim of every access token issued in it, so
+    revoking the family ends those access tokens too (auth/cache.py carries the revoked
+    ids of each user to every instance)."""
+
+    __tablename__ = "refresh_token_families"
+    __table_args__ = (
+        Index("ix_refresh_token_families_user_id_revoked_at", "user_id", "revoked_at"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    ip: Mapped[str | None] = mapped_column(String(CLIENT_IP_MAX_LENGTH))
+    """The client's address as the trusted-proxy rule resolved it at sign-in."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime]
+    """Sign-in or the latest refresh."""
+    expires_at: Mapped[datetime]
+    """When its newest refresh token expires: the family cannot be refreshed after that."""
+    revoked_at: Mapped[datetime | None]
+
+
 class RefreshToken(UUIDPrimaryKey, Base):
     __tablename__ = "refresh_tokens"
     __table_args__ = (Index("ix_refresh_tokens_family_id", "family_id"),)
@@ -41,7 +68,9 @@ class RefreshToken(UUIDPrimaryKey, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    family_id: Mapped[uuid.UUID]
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("refresh_token_families.id", ondelete="CASCADE")
+    )
     """Every token rotated from one login shares a family; reuse of a rotated one kills it."""
     token_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH), unique=True)
     expires_at: Mapped[datetime]

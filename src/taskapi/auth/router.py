@@ -16,7 +16,7 @@ from taskapi.auth.cookies import (
     presented_token,
     token_answer,
 )
-from taskapi.auth.dependencies import CurrentUser, PasswordHasherDep, UserCacheDep
+from taskapi.auth.dependencies import ClientDep, CurrentUser, PasswordHasherDep, UserCacheDep
 from taskapi.auth.models import User
 from taskapi.auth.schemas import (
     Accepted,
@@ -78,6 +78,7 @@ async def register(
     session: SessionDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
+    client: ClientDep,
     cookie_mode: CookieMode,
     request: Request,
     response: Response,
@@ -86,6 +87,7 @@ async def register(
         session=session,
         settings=settings,
         hasher=hasher,
+        client=client,
         email=body.email,
         password=body.password,
         full_name=body.full_name,
@@ -140,6 +142,7 @@ async def login(
     cache: UserCacheDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
+    client: ClientDep,
     cookie_mode: CookieMode,
     request: Request,
     response: Response,
@@ -149,6 +152,7 @@ async def login(
         cache=cache,
         settings=settings,
         hasher=hasher,
+        client=client,
         email=credentials.email,
         password=credentials.password,
     )
@@ -172,12 +176,14 @@ async def login_form(
     cache: UserCacheDep,
     settings: SettingsDep,
     hasher: PasswordHasherDep,
+    client: ClientDep,
 ) -> service.LoginTokens:
     return await service.login(
         session=session,
         cache=cache,
         settings=settings,
         hasher=hasher,
+        client=client,
         email=credentials.email,
         password=credentials.password,
     )
@@ -188,12 +194,14 @@ async def login_form(
     response_model=TokenResponse,
     summary="Trade a refresh token for a new pair",
     description="The presented refresh token is dead afterwards. Presenting it again "
-    "ends its whole session. With `X-Token-Transport: cookie` the body may be left out: "
-    "the refresh token is then read from, and its successor set in, the cookie.",
+    "ends its whole session, the access tokens issued in it included. With "
+    "`X-Token-Transport: cookie` the body may be left out: the refresh token is then read "
+    "from, and its successor set in, the cookie.",
     responses=problem_responses(400, service.InvalidRefreshToken),
 )
 async def refresh(
     session: SessionDep,
+    cache: UserCacheDep,
     settings: SettingsDep,
     cookie_mode: CookieMode,
     request: Request,
@@ -204,7 +212,9 @@ async def refresh(
     try:
         if token is None:
             raise service.InvalidRefreshToken("There is no refresh token cookie.")
-        tokens = await service.refresh(session=session, settings=settings, refresh_token=token)
+        tokens = await service.refresh(
+            session=session, cache=cache, settings=settings, refresh_token=token
+        )
     except AppError as error:
         raise (forget_cookie_on(error, request, settings) if cookie_mode else error) from None
     return token_answer(
@@ -236,13 +246,15 @@ async def _refresh_token_of(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="End the session of a refresh token",
-    description="With `X-Token-Transport: cookie` the body may be left out: the cookie's "
-    "refresh token ends, and the cookie is deleted.",
+    description="Its refresh tokens and the access tokens issued in it stop working at once. "
+    "With `X-Token-Transport: cookie` the body may be left out: the cookie's refresh token "
+    "ends, and the cookie is deleted.",
     responses=problem_responses(400, 401),
 )
 async def logout(
     user: CurrentUser,
     session: SessionDep,
+    cache: UserCacheDep,
     settings: SettingsDep,
     cookie_mode: CookieMode,
     request: Request,
@@ -251,7 +263,7 @@ async def logout(
 ) -> None:
     token = await _refresh_token_of(body, cookie_mode=cookie_mode, request=request)
     if token is not None:
-        await service.logout(session=session, user_id=user.id, refresh_token=token)
+        await service.logout(session=session, cache=cache, user_id=user.id, refresh_token=token)
     if cookie_mode:
         forget_cookie(request, response, settings)
 

@@ -181,3 +181,34 @@ class Accepted(BaseModel):
     )
 
     detail: str
+
+
+class SessionRead(BaseModel):
+    """One sign-in (a refresh-token family) that can still be refreshed."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01937a4e-8c2b-7e41-9a57-3c1d2b4e5f61",
+                "created_at": "2026-11-21T08:00:00Z",
+                "last_used_at": "2026-11-21T09:45:00Z",
+                "expires_at": "2026-11-28T09:45:00Z",
+                "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+                "ip": "203.0.113.7",
+                "current": True,
+            }
+        },
+    )
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime = Field(description="The sign-in or the latest refresh.")
+    expires_at: datetime = Field(description="When it can no longer be refreshed.")
+    user_agent: str | None
+    ip: str | None = Field(description="The client address at sign-in.")
+    current: bool = Field(description="Whether this is the session of the calling token.")
+
+
+class SessionList(BaseModel):
+    items: list[SessionRead] = Field(description="Newest first.")

@@ -24,14 +24,15 @@ from sqlalchemy import case, delete, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.auth.cache import CACHED_USER_COLUMNS, UserCache
+from taskapi.auth import families
+from taskapi.auth.cache import CACHED_USER_COLUMNS, CachedUser, UserCache
 from taskapi.auth.jobs import PASSWORD_RESET_EMAIL, VERIFICATION_EMAIL, LinkEmailJob
 from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
 from taskapi.core.errors import BadRequest, Conflict, Forbidden, Problem, Unauthorized
 from taskapi.core.jobs import enqueue
-from taskapi.core.models import UTCDateTime, new_id, utcnow
+from taskapi.core.models import UTCDateTime, utcnow
 from taskapi.core.security import (
     AccessClaims,
     PasswordHasher,
@@ -140,26 +141,46 @@ def _account_locked(locked_until: datetime) -> AccountLocked:
     return AccountLocked(locked_until)
 
 
-async def authenticate(*, session: AsyncSession, cache: UserCache, claims: AccessClaims) -> User:
-    """The user a verified access token speaks for, unless the account is gone or the token
+async def authenticate(
+    *, session: AsyncSession, cache: UserCache, settings: Settings, claims: AccessClaims
+) -> User:
+    """The user a verified access token speaks for, unless the account is gone, the token
     was issued before the account's tokens were revoked (logout-all, password change or
-    reset). Cache-aside: the database is read only when the cache has no entry."""
-    user, lookup = await cache.get(claims.user_id)
-    if user is None:
-        row = (
-            await session.execute(select(*CACHED_USER_COLUMNS).where(User.id == claims.user_id))
-        ).one_or_none()
-        if row is None:
-            record_auth_failure("revoked_access_token")
-            raise Unauthorized()
-        user = await cache.fill(lookup, row._mapping)
+    reset), or its family (`sid`) was revoked (logout, reuse of a rotated refresh token,
+    a revoked session)."""
+    cached = await cached_user(
+        session=session, cache=cache, settings=settings, user_id=claims.user_id
+    )
+    user = cached.user
     if (
         user.tokens_valid_after is not None
         and claims.issued_at < user.tokens_valid_after.timestamp()
-    ):
+    ) or claims.family_id in cached.revoked_families:
         record_auth_failure("revoked_access_token")
         raise Unauthorized("Token has been revoked")
     return user
+
+
+async def cached_user(
+    *, session: AsyncSession, cache: UserCache, settings: Settings, user_id: uuid.UUID
+) -> CachedUser:
+    """The user and their recently revoked families, cache-aside: the database is read only
+    when the cache has no entry. 401 when the account is gone."""
+    cached, lookup = await cache.get(user_id)
+    if cached is not None:
+        return cached
+    row = (
+        await session.execute(select(*CACHED_USER_COLUMNS).where(User.id == user_id))
+    ).one_or_none()
+    if row is None:
+        record_auth_failure("revoked_access_token")
+        raise Unauthorized()
+    revoked = await families.revoked_since(
+        session=session,
+        user_id=user_id,
+        access_token_lifetime=timedelta(minutes=settings.access_token_expire_minutes),
+    )
+    return await cache.fill(lookup, row._mapping, revoked)
 
 
 async def register(
@@ -167,6 +188,7 @@ async def register(
     session: AsyncSession,
     settings: Settings,
     hasher: PasswordHasher,
+    client: families.Client,
     email: str,
     password: str,
     full_name: str,
@@ -189,7 +211,7 @@ async def register(
     except IntegrityError as error:
         # A concurrent registration of the same email committed between our check and insert.
         raise EmailTaken("An account with this email already exists.") from error
-    tokens = await _start_family(session=session, settings=settings, user=user)
+    tokens = await _start_family(session=session, settings=settings, user=user, client=client)
     await enqueue(session, VERIFICATION_EMAIL, LinkEmailJob(user_id=user.id, nonce=link.nonce))
     return tokens
 
@@ -238,6 +260,7 @@ async def login(
     cache: UserCache,
     settings: Settings,
     hasher: PasswordHasher,
+    client: families.Client,
     email: str,
     password: str,
 ) -> LoginTokens:
@@ -254,7 +277,7 @@ async def login(
     if not await hasher.verify(password, user.password_hash):
         await _count_failed_login(session=session, cache=cache, user_id=user.id)
     await _admit(session=session, cache=cache, user_id=user.id, checked_hash=user.password_hash)
-    return await _start_family(session=session, settings=settings, user=user)
+    return await _start_family(session=session, settings=settings, user=user, client=client)
 
 
 async def _admit(
@@ -321,9 +344,12 @@ async def _clear_failed_logins(
     cache.invalidate_after_commit(session, user_id)
 
 
-async def refresh(*, session: AsyncSession, settings: Settings, refresh_token: str) -> LoginTokens:
+async def refresh(
+    *, session: AsyncSession, cache: UserCache, settings: Settings, refresh_token: str
+) -> LoginTokens:
     """Rotate: the presented token dies in the same statement that proves it was alive, so
-    of two concurrent refreshes with one token exactly one wins."""
+    of two concurrent refreshes with one token exactly one wins. Its family must still be
+    live, checked after the rotation (the lock order of auth/families.py)."""
     now = utcnow()
     token_hash = hash_token(refresh_token)
     rotated = (
@@ -340,7 +366,7 @@ async def refresh(*, session: AsyncSession, settings: Settings, refresh_token: s
         )
     ).one_or_none()
     if rotated is None:
-        reused = await _revoke_family_if_reused(session=session, token_hash=token_hash, now=now)
+        reused = await _revoke_family_if_reused(session=session, cache=cache, token_hash=token_hash)
         record_auth_failure("refresh_token_reuse" if reused else "invalid_refresh_token")
         raise InvalidRefreshToken(
             "The refresh token is invalid, expired or revoked.", keep_changes=reused
@@ -351,13 +377,21 @@ async def refresh(*, session: AsyncSession, settings: Settings, refresh_token: s
     ):
         record_auth_failure("invalid_refresh_token")
         raise InvalidRefreshToken("The refresh token is invalid, expired or revoked.")
+    if not await families.extend(
+        session=session,
+        family_id=rotated.family_id,
+        now=now,
+        expires_at=_refresh_token_expiry(settings, now),
+    ):
+        record_auth_failure("invalid_refresh_token")
+        raise InvalidRefreshToken("The refresh token is invalid, expired or revoked.")
     return await _issue_tokens(
-        session=session, settings=settings, user=user, family_id=rotated.family_id
+        session=session, settings=settings, user=user, family_id=rotated.family_id, now=now
     )
 
 
 async def _revoke_family_if_reused(
-    *, session: AsyncSession, token_hash: str, now: datetime
+    *, session: AsyncSession, cache: UserCache, token_hash: str
 ) -> bool:
     """A rotated token presented again means it leaked (or a client raced itself): end the
     whole family, the live successor included (RFC 9700 §4.14.2)."""
@@ -370,36 +404,30 @@ async def _revoke_family_if_reused(
     ).one_or_none()
     if known is None:
         return False
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == known.family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
+    await families.revoke(
+        session=session, cache=cache, user_id=known.user_id, family_id=known.family_id
     )
     log.warning("refresh_token_reuse", user_id=str(known.user_id), family_id=str(known.family_id))
     return True
 
 
-async def logout(*, session: AsyncSession, user_id: uuid.UUID, refresh_token: str) -> None:
-    """End the family the refresh token belongs to, if it is the caller's; silent otherwise."""
-    family = (
-        select(RefreshToken.family_id)
-        .where(
+async def logout(
+    *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID, refresh_token: str
+) -> None:
+    """End the family the refresh token belongs to, its access tokens included, if it is
+    the caller's; silent otherwise."""
+    family_id = await session.scalar(
+        select(RefreshToken.family_id).where(
             RefreshToken.token_hash == hash_token(refresh_token), RefreshToken.user_id == user_id
         )
-        .scalar_subquery()
     )
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    if family_id is not None:
+        await families.revoke(session=session, cache=cache, user_id=user_id, family_id=family_id)
 
 
 async def logout_all(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:
     now = utcnow()
-    await _revoke_refresh_tokens(session=session, user_id=user_id, now=now)
+    await families.revoke_all(session=session, cache=cache, user_id=user_id, now=now)
     await session.execute(
         update(User)
         .where(User.id == user_id)
@@ -462,8 +490,7 @@ async def reset_password(
     )
     if changed is None:
         raise _invalid_reset_link()
-    await _revoke_refresh_tokens(session=session, user_id=user_id, now=now)
-    cache.invalidate_after_commit(session, user_id)
+    await families.revoke_all(session=session, cache=cache, user_id=user_id, now=now)
 
 
 def _invalid_reset_link() -> InvalidLinkToken:
@@ -514,15 +541,8 @@ async def change_password(
     if changed is None:
         # Changed meanwhile: the password given is no longer the current one.
         raise _incorrect_password()
-    await session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.user_id == user_id,
-            RefreshToken.family_id != family_id,
-            RefreshToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
+    await families.revoke_all(
+        session=session, cache=cache, user_id=user_id, now=now, keep=family_id
     )
     # A refresh token created before tokens_valid_after is refused; re-date the caller's
     # live one so its family alone outlives the change.
@@ -573,32 +593,41 @@ async def _user_by_email_for_update(*, session: AsyncSession, email: str) -> Use
     )
 
 
-async def _revoke_refresh_tokens(
-    *, session: AsyncSession, user_id: uuid.UUID, now: datetime
-) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
+async def _start_family(
+    *, session: AsyncSession, settings: Settings, user: User, client: families.Client
+) -> LoginTokens:
+    now = utcnow()
+    family_id = await families.start(
+        session=session,
+        user_id=user.id,
+        client=client,
+        now=now,
+        expires_at=_refresh_token_expiry(settings, now),
+    )
+    return await _issue_tokens(
+        session=session, settings=settings, user=user, family_id=family_id, now=now
     )
 
 
-async def _start_family(*, session: AsyncSession, settings: Settings, user: User) -> LoginTokens:
-    return await _issue_tokens(session=session, settings=settings, user=user, family_id=new_id())
+def _refresh_token_expiry(settings: Settings, now: datetime) -> datetime:
+    return now + timedelta(days=settings.refresh_token_expire_days)
 
 
 async def _issue_tokens(
-    *, session: AsyncSession, settings: Settings, user: User, family_id: uuid.UUID
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    family_id: uuid.UUID,
+    now: datetime,
 ) -> LoginTokens:
     refresh_token = new_opaque_token()
-    now = utcnow()
     session.add(
         RefreshToken(
             user_id=user.id,
             family_id=family_id,
             token_hash=hash_token(refresh_token),
-            expires_at=now + timedelta(days=settings.refresh_token_expire_days),
+            expires_at=_refresh_token_expiry(settings, now),
             created_at=now,
         )
     )
