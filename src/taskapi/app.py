@@ -17,7 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taskapi import health, web
 from taskapi.auth import router as auth_router
-from taskapi.auth import sessions_router, users_router
+from taskapi.auth import sessions_router, tokens_router, users_router
 from taskapi.auth.cache import USER_CACHE_COMPONENT, USER_CACHE_TTL, UserCache
 from taskapi.auth.cookies import TOKEN_TRANSPORT_HEADER
 from taskapi.auth.dependencies import AuthState
@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_router, prefix=API_PREFIX)
     app.include_router(auth_router.router, prefix=API_PREFIX)
     app.include_router(sessions_router.router, prefix=API_PREFIX)
+    app.include_router(tokens_router.router, prefix=API_PREFIX)
     app.include_router(users_router.router, prefix=API_PREFIX)
     app.include_router(categories_router, prefix=API_PREFIX)
     app.include_router(category_assignment_router, prefix=API_PREFIX)

@@ -4,7 +4,12 @@ from typing import Any
 
 from sqlalchemy import Column, Index
 
-from taskapi.auth.models import RefreshToken, RefreshTokenFamily, User
+from taskapi.auth.models import (
+    PersonalAccessToken,
+    RefreshToken,
+    RefreshTokenFamily,
+    User,
+)
 from taskapi.categories.models import Category
 from taskapi.core.jobs import Job
 from taskapi.core.models import Base
@@ -15,6 +20,7 @@ __all__ = [
     "Base",
     "Category",
     "Job",
+    "PersonalAccessToken",
     "RefreshToken",
     "RefreshTokenFamily",
     "Task",

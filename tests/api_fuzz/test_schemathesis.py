@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from taskapi.auth.models import User
+from taskapi.auth.models import Scope, User
 from taskapi.tasks.models import Task
 from tests.support.backends import (
     DatabaseFactory,
@@ -82,7 +82,15 @@ async def test_schemathesis_finds_nothing(
             "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "1000000",
         }
     )
-    email, token = await verified_account(server.base_url, database_url)
+    _, token = await verified_account(server.base_url, database_url)
+    email, pat_owner_token = await verified_account(server.base_url, database_url)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        created = await client.post(
+            "/api/v1/auth/tokens",
+            json={"name": "fuzz", "scopes": [str(scope) for scope in Scope]},
+            headers={"Authorization": f"Bearer {pat_owner_token}"},
+        )
+    assert created.status_code == 201, created.text
     junit = tmp_path / "junit.xml"
 
     run = await asyncio.to_thread(
@@ -119,6 +127,7 @@ async def test_schemathesis_finds_nothing(
             **os.environ,
             "TASKAPI_FUZZ_BASE_URL": server.base_url,
             "TASKAPI_FUZZ_TOKEN": token,
+            "TASKAPI_FUZZ_PAT": created.json()["token"],
         },
         capture_output=True,
         text=True,
@@ -128,7 +137,7 @@ async def test_schemathesis_finds_nothing(
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-20000:]
 
-    # Not a vacuous pass: every operation ran, in every phase, and the verified account
+    # Not a vacuous pass: every operation ran, in every phase, and the personal access token
     # really worked (the fuzzer created tasks with it).
     suite = ElementTree.parse(junit).getroot()  # noqa: S314 (our own report file)
     operations = {case.get("name") for case in suite.iter("testcase")}

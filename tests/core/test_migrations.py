@@ -47,6 +47,7 @@ TABLES = {
     "categories",
     "task_categories",
     "refresh_tokens",
+    "personal_access_tokens",
     "task_counters",
     "jobs",
     "webhooks",
@@ -161,6 +162,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
         assert schema["uniques"]["categories"] == [("user_id", "name")]
         assert schema["uniques"]["refresh_tokens"] == [("token_hash",)]
         assert schema["uniques"]["jobs"] == [("unique_key",)]
+        assert schema["uniques"]["personal_access_tokens"] == [("token_hash",)]
         assert schema["foreign_keys"] == {
             ("webhooks", "users", "CASCADE"),
             ("webhook_deliveries", "webhooks", "CASCADE"),
@@ -169,6 +171,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
             ("refresh_tokens", "users", "CASCADE"),
             ("refresh_tokens", "refresh_token_families", "CASCADE"),
             ("refresh_token_families", "users", "CASCADE"),
+            ("personal_access_tokens", "users", "CASCADE"),
             ("task_categories", "tasks", "CASCADE"),
             ("task_categories", "categories", "CASCADE"),
             ("task_counters", "users", "CASCADE"),
@@ -382,12 +385,13 @@ _families = table(
 )
 
 
-async def test_0007_builds_a_session_from_each_refresh_token_family(
+async def test_a_database_in_use_at_0006_upgrades_to_head(
     new_database_url: DatabaseFactory,
 ) -> None:
     """A database in use at 0006 (two users, rotated and revoked families, tasks) is
-    upgraded: every family becomes a session row, live exactly when one of its tokens is,
-    and the app then refreshes and lists the migrated session."""
+    upgraded: every family becomes a session row (0007), live exactly when one of its tokens
+    is; the app then refreshes and lists the migrated session, and makes a personal access
+    token (0008) that works."""
     url = await new_database_url()
     settings = Settings(_env_file=None, app_env="test", database_url=url)
     await migrations.upgrade_async(settings, "0006")
@@ -471,7 +475,7 @@ async def test_0007_builds_a_session_from_each_refresh_token_family(
             )
         await engine.dispose()
 
-        await migrations.upgrade_async(settings, "0007")
+        await migrations.upgrade_async(settings)
 
         async with engine.connect() as connection:
             sessions = {row.id: row for row in await connection.execute(select(_families))}
@@ -495,10 +499,20 @@ async def test_0007_builds_a_session_from_each_refresh_token_family(
                     "/api/v1/auth/refresh", json={"refresh_token": live_token}
                 )
                 assert refreshed.status_code == 200, refreshed.text
-                listed = await client.get(
-                    "/api/v1/auth/sessions",
-                    headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"},
+                signed_in = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+                listed = await client.get("/api/v1/auth/sessions", headers=signed_in)
+                created = await client.post(
+                    "/api/v1/auth/tokens",
+                    json={"name": "after the upgrade", "scopes": ["tasks:read"]},
+                    headers=signed_in,
                 )
+                assert created.status_code == 201, created.text
+                tasks_page = await client.get(
+                    "/api/v1/tasks",
+                    headers={"Authorization": f"Bearer {created.json()['token']}"},
+                )
+                assert tasks_page.status_code == 200, tasks_page.text
+                assert tasks_page.json()["total"] == 3
         assert listed.status_code == 200, listed.text
         assert [item["id"] for item in listed.json()["items"]] == [str(rotated)]
         assert listed.json()["items"][0]["current"] is True

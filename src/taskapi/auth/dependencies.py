@@ -1,25 +1,40 @@
-"""What routers declare to get the caller and auth's resources: `CurrentUser`, `ActiveUser`,
-`AccessClaimsDep`, `ClientDep`, `UserCacheDep` and `PasswordHasherDep`.
+"""What routers declare to get the caller and auth's resources.
 
-The bearer token is verified here (signature, expiry, issuer, audience), then
-`service.authenticate` finds the user it speaks for through the user cache.
+The caller: `CurrentUser` and `SignedIn` on the account routes, which only a password
+sign-in may use (a personal access token gets 403 `insufficient_scope` there); on every
+other route one of `TasksRead`, `TasksWrite`, `CategoriesRead`, `CategoriesWrite`,
+`WebhooksManage`, which declares the scope a personal access token needs for it (the
+OpenAPI document shows it) and refuses an account whose email is not verified yet.
+Resources: `ClientDep`, `UserCacheDep`, `PasswordHasherDep`.
+
+A bearer token is either an access token (a JWT: signature, expiry, issuer and audience
+verified here, then `service.authenticate` finds its user through the user cache) or a
+personal access token (`tapi_…`, looked up by `personal_tokens.authenticate`).
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import BackgroundTasks, Depends, Request, Security
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+    SecurityScopes,
+)
 
-from taskapi.auth import families, service
+from taskapi.auth import families, personal_tokens, service
 from taskapi.auth.cache import UserCache
 from taskapi.auth.metrics import record_auth_failure
-from taskapi.auth.models import User
-from taskapi.core.config import Settings, SettingsDep, SettingsState
-from taskapi.core.db import SessionDep
+from taskapi.auth.models import Scope, User
+from taskapi.auth.personal_tokens import InsufficientScope
+from taskapi.core.config import Settings, SettingsState
+from taskapi.core.db import DatabaseState, SessionDep
 from taskapi.core.errors import EmailNotVerified, Unauthorized
+from taskapi.core.models import utcnow
 from taskapi.core.security import AccessClaims, InvalidToken, PasswordHasher, decode_access_token
 from taskapi.core.state import lifespan_state
 
@@ -52,16 +67,32 @@ PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 UserCacheDep = Annotated[UserCache, Depends(get_user_cache)]
 ClientDep = Annotated[families.Client, Depends(get_client)]
 
-# auto_error=False: a missing token must answer our problem+json 401, not FastAPI's.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+# auto_error=False on both: a missing token must answer our problem+json 401, not FastAPI's.
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token",
+    auto_error=False,
+    scopes={str(scope): text for scope, text in personal_tokens.SCOPE_DESCRIPTIONS.items()},
+    description="Sign in with email and password: the access token it gives has every scope.",
+)
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerToken",
+    description="A personal access token (`tapi_…`, limited to its scopes) or an access "
+    "token from sign-in.",
+)
 
 
-BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request: a user, through a sign-in (`family_id`, the `sid` of its access
+    token) or through a personal access token (`grant`)."""
+
+    user: User
+    family_id: uuid.UUID | None
+    grant: personal_tokens.Grant | None
 
 
-def _verified_claims(settings: Settings, token: str | None) -> AccessClaims:
-    if not token:
-        raise Unauthorized("Not authenticated")
+def _verified_claims(settings: Settings, token: str) -> AccessClaims:
     try:
         return decode_access_token(settings=settings, token=token)
     except InvalidToken as error:
@@ -69,44 +100,91 @@ def _verified_claims(settings: Settings, token: str | None) -> AccessClaims:
         raise Unauthorized() from error
 
 
-async def get_access_claims(settings: SettingsDep, token: BearerToken) -> AccessClaims:
-    return _verified_claims(settings, token)
-
-
-AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
-"""The verified claims of the bearer token."""
-
-
-async def _authenticate(request: Request, session: AsyncSession, token: str | None) -> User:
-    """Detached (from the user cache): services load the row themselves to change it.
+async def get_caller(
+    request: Request,
+    session: SessionDep,
+    background_tasks: BackgroundTasks,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Caller:
+    """Detached user (from the user cache): services load the row themselves to change it.
 
     Reads settings and cache straight from the lifespan state rather than through
     sub-dependencies: every dependency FastAPI resolves costs each authenticated request
-    measurable time.
+    measurable time. (`bearer_scheme` is there for the OpenAPI document: both schemes read
+    the same Authorization header.)
     """
+    if not token:
+        raise Unauthorized("Not authenticated")
     state = lifespan_state(request.scope, AuthState)
-    claims = _verified_claims(state["settings"], token)
-    user = await service.authenticate(
-        session=session, cache=state["user_cache"], settings=state["settings"], claims=claims
-    )
+    if personal_tokens.is_personal_token(token):
+        grant = await personal_tokens.authenticate(session=session, token=token)
+        user = (
+            await service.cached_user(
+                session=session,
+                cache=state["user_cache"],
+                settings=state["settings"],
+                user_id=grant.user_id,
+            )
+        ).user
+        if grant.use_is_worth_recording(utcnow()):
+            sessionmaker = lifespan_state(request.scope, DatabaseState)["sessionmaker"]
+            background_tasks.add_task(personal_tokens.record_use, sessionmaker, grant.token_id)
+        caller = Caller(user=user, family_id=None, grant=grant)
+    else:
+        claims = _verified_claims(state["settings"], token)
+        user = await service.authenticate(
+            session=session, cache=state["user_cache"], settings=state["settings"], claims=claims
+        )
+        caller = Caller(user=user, family_id=claims.family_id, grant=None)
     request.state.user_id = str(user.id)
-    return user
+    return caller
 
 
-async def get_current_user(request: Request, session: SessionDep, token: BearerToken) -> User:
-    return await _authenticate(request, session, token)
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInCaller:
+    user: User
+    family_id: uuid.UUID
+
+
+async def get_signed_in(caller: CallerDep) -> SignedInCaller:
+    """Account routes (sessions, tokens, profile, password, deletion, sign-out): a password
+    sign-in only, verified email or not."""
+    if caller.family_id is None:
+        raise InsufficientScope(None)
+    return SignedInCaller(user=caller.user, family_id=caller.family_id)
+
+
+SignedIn = Annotated[SignedInCaller, Depends(get_signed_in)]
+
+
+async def get_current_user(signed_in: SignedIn) -> User:
+    return signed_in.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_active_user(request: Request, session: SessionDep, token: BearerToken) -> User:
-    """Task and category routes: an unverified account may sign in but not work yet."""
-    user = await _authenticate(request, session, token)
+async def get_scoped_user(
+    security_scopes: SecurityScopes, request: Request, caller: CallerDep
+) -> User:
+    """Task, category and webhook routes: a personal access token needs the route's scope,
+    and an unverified account may sign in but not work yet."""
+    if caller.grant is not None:
+        for scope in security_scopes.scopes:
+            if not caller.grant.allows(Scope(scope)):
+                raise InsufficientScope(Scope(scope))
     settings = lifespan_state(request.scope, AuthState)["settings"]
-    if settings.require_email_verification and not user.is_active:
+    if settings.require_email_verification and not caller.user.is_active:
         raise EmailNotVerified("Verify your email address before using this endpoint.")
-    return user
+    return caller.user
 
 
-ActiveUser = Annotated[User, Depends(get_active_user)]
+TasksRead = Annotated[User, Security(get_scoped_user, scopes=[Scope.TASKS_READ])]
+TasksWrite = Annotated[User, Security(get_scoped_user, scopes=[Scope.TASKS_WRITE])]
+CategoriesRead = Annotated[User, Security(get_scoped_user, scopes=[Scope.CATEGORIES_READ])]
+CategoriesWrite = Annotated[User, Security(get_scoped_user, scopes=[Scope.CATEGORIES_WRITE])]
+WebhooksManage = Annotated[User, Security(get_scoped_user, scopes=[Scope.WEBHOOKS_MANAGE])]

@@ -10,6 +10,7 @@ AUTH_FAILURE_REASONS = frozenset(
         "account_locked",
         "invalid_access_token",
         "revoked_access_token",
+        "invalid_personal_token",
         "invalid_refresh_token",
         "refresh_token_reuse",
         "invalid_email_token",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, false, text
+from sqlalchemy import JSON, ForeignKey, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.core.models import Base, Timestamps, UUIDPrimaryKey, utcnow
@@ -76,3 +77,36 @@ class RefreshToken(UUIDPrimaryKey, Base):
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+PERSONAL_TOKEN_NAME_MAX_LENGTH = 100
+
+
+class Scope(StrEnum):
+    """What a personal access token may do (a password sign-in may do everything)."""
+
+    TASKS_READ = "tasks:read"
+    TASKS_WRITE = "tasks:write"
+    CATEGORIES_READ = "categories:read"
+    CATEGORIES_WRITE = "categories:write"
+    WEBHOOKS_MANAGE = "webhooks:manage"
+
+
+class PersonalAccessToken(UUIDPrimaryKey, Base):
+    """A token for scripts and integrations: only its SHA-256 is kept, and it can do only
+    what its scopes allow. It lives until it expires or is deleted; logout-all and a
+    password change leave it alone, a password reset and account deletion end it."""
+
+    __tablename__ = "personal_access_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(PERSONAL_TOKEN_NAME_MAX_LENGTH))
+    token_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    """None: never."""
+    last_used_at: Mapped[datetime | None]
+    """Written at most once a minute."""

@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
+from taskapi.auth.models import PERSONAL_TOKEN_NAME_MAX_LENGTH, Scope
 from taskapi.core.schemas import Omittable
 from taskapi.core.text import NoNul
 
@@ -212,3 +213,71 @@ class SessionRead(BaseModel):
 
 class SessionList(BaseModel):
     items: list[SessionRead] = Field(description="Newest first.")
+
+
+TokenName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=PERSONAL_TOKEN_NAME_MAX_LENGTH
+    ),
+    NoNul(),
+]
+EXAMPLE_PERSONAL_TOKEN: JsonDict = {
+    "id": "01937a4e-8c2b-7e41-9a57-3c1d2b4e5f62",
+    "name": "Calendar sync",
+    "scopes": ["tasks:read", "tasks:write"],
+    "created_at": "2026-11-21T08:00:00Z",
+    "expires_at": "2027-02-19T08:00:00Z",
+    "last_used_at": "2026-11-21T09:45:00Z",
+}
+
+
+class PersonalTokenCreate(BaseModel):
+    model_config = _example(
+        {"name": "Calendar sync", "scopes": ["tasks:read", "tasks:write"], "expires_in_days": 90}
+    )
+
+    name: TokenName
+    scopes: list[Scope] = Field(
+        min_length=1,
+        max_length=len(Scope),
+        description="What the token may do; a repeated scope counts once.",
+    )
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=365, description="Days until it stops working; null: never."
+    )
+
+
+class PersonalTokenRead(BaseModel):
+    """A token as listed: never its value."""
+
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"example": EXAMPLE_PERSONAL_TOKEN}
+    )
+
+    id: uuid.UUID
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    expires_at: datetime | None = Field(description="null: never.")
+    last_used_at: datetime | None = Field(description="To the minute; null: never used.")
+
+
+class PersonalTokenCreated(PersonalTokenRead):
+    """The new token with its value, shown this once: store it now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                **EXAMPLE_PERSONAL_TOKEN,
+                "token": "tapi_" + "Xk3vQ9-_" * 5 + "a1b",
+                "last_used_at": None,
+            }
+        }
+    )
+
+    token: str = Field(description="`tapi_` and 43 url-safe characters; not shown again.")
+
+
+class PersonalTokenList(BaseModel):
+    items: list[PersonalTokenRead] = Field(description="Newest first; expired ones left out.")

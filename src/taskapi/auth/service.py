@@ -24,7 +24,7 @@ from sqlalchemy import case, delete, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.auth import families
+from taskapi.auth import families, personal_tokens
 from taskapi.auth.cache import CACHED_USER_COLUMNS, CachedUser, UserCache
 from taskapi.auth.jobs import PASSWORD_RESET_EMAIL, VERIFICATION_EMAIL, LinkEmailJob
 from taskapi.auth.metrics import record_auth_failure
@@ -460,8 +460,8 @@ async def reset_password(
     token: str,
     new_password: str,
 ) -> None:
-    """Set the password, end every family and lift a lockout: whoever holds the link owns
-    the mailbox, and whoever held the old password must be out."""
+    """Set the password, end every family and personal access token and lift a lockout:
+    whoever holds the link owns the mailbox, and whoever held the old password must be out."""
     token_hash = hash_token(token)
     user_id = await session.scalar(
         select(User.id).where(
@@ -491,6 +491,7 @@ async def reset_password(
     if changed is None:
         raise _invalid_reset_link()
     await families.revoke_all(session=session, cache=cache, user_id=user_id, now=now)
+    await personal_tokens.revoke_all(session=session, user_id=user_id)
 
 
 def _invalid_reset_link() -> InvalidLinkToken:
@@ -572,7 +573,8 @@ def _incorrect_password() -> IncorrectPassword:
 
 
 async def delete_account(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:
-    """Tasks, categories, their links and refresh tokens go with the row (ON DELETE CASCADE)."""
+    """Tasks, categories, their links, sessions and personal access tokens go with the row
+    (ON DELETE CASCADE)."""
     await session.execute(delete(User).where(User.id == user_id))
     cache.invalidate_after_commit(session, user_id)
 

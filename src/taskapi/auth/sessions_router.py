@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from taskapi.auth import families
-from taskapi.auth.dependencies import AccessClaimsDep, CurrentUser, UserCacheDep
+from taskapi.auth.dependencies import CurrentUser, SignedIn, UserCacheDep
 from taskapi.auth.schemas import SessionList, SessionRead
 from taskapi.core.db import SessionDep
 from taskapi.core.openapi import problem_responses
@@ -24,10 +24,8 @@ router = APIRouter(prefix="/auth/sessions", tags=["auth"])
     "the one the calling access token belongs to.",
     responses=problem_responses(401, 403),
 )
-async def list_sessions(
-    user: CurrentUser, claims: AccessClaimsDep, session: SessionDep
-) -> SessionList:
-    live = await families.list_live(session=session, user_id=user.id)
+async def list_sessions(signed_in: SignedIn, session: SessionDep) -> SessionList:
+    live = await families.list_live(session=session, user_id=signed_in.user.id)
     return SessionList(
         items=[
             SessionRead(
@@ -37,7 +35,7 @@ async def list_sessions(
                 expires_at=family.expires_at,
                 user_agent=family.user_agent,
                 ip=family.ip,
-                current=family.id == claims.family_id,
+                current=family.id == signed_in.family_id,
             )
             for family in live
         ]

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Response, status
 
 from taskapi.auth import service
 from taskapi.auth.dependencies import (
-    AccessClaimsDep,
     CurrentUser,
     PasswordHasherDep,
+    SignedIn,
     UserCacheDep,
 )
 from taskapi.auth.models import User
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/users", tags=["users"])
     "/me",
     response_model=UserRead,
     summary="Your account",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 403),
 )
 async def read_me(user: CurrentUser) -> User:
     return user
@@ -33,7 +33,7 @@ async def read_me(user: CurrentUser) -> User:
     "/me",
     response_model=UserRead,
     summary="Change your name",
-    responses=problem_responses(400, 401),
+    responses=problem_responses(400, 401, 403),
 )
 async def update_me(
     body: UserUpdate, user: CurrentUser, session: SessionDep, cache: UserCacheDep
@@ -50,12 +50,11 @@ async def update_me(
     summary="Change your password",
     description="Ends every other session. This session's refresh token stays valid; "
     "refresh it for a new access token.",
-    responses=problem_responses(400, service.IncorrectPassword, 401),
+    responses=problem_responses(400, service.IncorrectPassword, 401, 403),
 )
 async def change_password(
     body: ChangePasswordRequest,
-    user: CurrentUser,
-    claims: AccessClaimsDep,
+    signed_in: SignedIn,
     session: SessionDep,
     cache: UserCacheDep,
     hasher: PasswordHasherDep,
@@ -64,8 +63,8 @@ async def change_password(
         session=session,
         cache=cache,
         hasher=hasher,
-        user_id=user.id,
-        family_id=claims.family_id,
+        user_id=signed_in.user.id,
+        family_id=signed_in.family_id,
         current_password=body.current_password,
         new_password=body.new_password,
     )
@@ -76,7 +75,7 @@ async def change_password(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete your account and everything in it",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 403),
 )
 async def delete_me(user: CurrentUser, session: SessionDep, cache: UserCacheDep) -> None:
     await service.delete_account(session=session, cache=cache, user_id=user.id)

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
-from taskapi.auth.dependencies import ActiveUser
+from taskapi.auth.dependencies import CategoriesRead, CategoriesWrite
 from taskapi.categories import service
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryList, CategoryRead, CategoryUpdate
@@ -31,7 +31,7 @@ async def create_category(
     request: Request,
     response: Response,
     session: SessionDep,
-    user: ActiveUser,
+    user: CategoriesWrite,
 ) -> Category:
     category = await service.create_category(session=session, user=user, data=body)
     set_location(response, request, "get_category", category_id=str(category.id))
@@ -46,7 +46,7 @@ async def create_category(
     "folding), names equal but for case in code-point order.",
     responses=problem_responses(401, 403),
 )
-async def list_categories(session: SessionDep, user: ActiveUser) -> CategoryList:
+async def list_categories(session: SessionDep, user: CategoriesRead) -> CategoryList:
     categories = await service.list_categories(session=session, user=user)
     return CategoryList(
         items=[CategoryRead.model_validate(category) for category in categories],
@@ -60,7 +60,9 @@ async def list_categories(session: SessionDep, user: ActiveUser) -> CategoryList
     summary="Get one of your categories",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def get_category(category_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> Category:
+async def get_category(
+    category_id: uuid.UUID, session: SessionDep, user: CategoriesRead
+) -> Category:
     return await service.get_category(session=session, user=user, category_id=category_id)
 
 
@@ -72,7 +74,7 @@ async def get_category(category_id: uuid.UUID, session: SessionDep, user: Active
     responses=problem_responses(400, 401, 403, 404, service.CategoryExists),
 )
 async def update_category(
-    category_id: uuid.UUID, body: CategoryUpdate, session: SessionDep, user: ActiveUser
+    category_id: uuid.UUID, body: CategoryUpdate, session: SessionDep, user: CategoriesWrite
 ) -> Category:
     return await service.update_category(
         session=session, user=user, category_id=category_id, data=body
@@ -87,5 +89,7 @@ async def update_category(
     description="It is removed from every task that had it; the tasks themselves stay.",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def delete_category(category_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
+async def delete_category(
+    category_id: uuid.UUID, session: SessionDep, user: CategoriesWrite
+) -> None:
     await service.delete_category(session=session, user=user, category_id=category_id)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from taskapi.auth.dependencies import ActiveUser
+from taskapi.auth.dependencies import TasksRead, TasksWrite
 from taskapi.core.db import SessionDep
 from taskapi.core.errors import BadRequest, PreconditionRequired
 from taskapi.core.headers import set_etag, set_location
@@ -99,7 +99,7 @@ IfMatchVersion = Annotated[int | None, Depends(_if_match_version)]
     },
 )
 async def create_task(
-    body: TaskCreate, session: SessionDep, user: ActiveUser, request: Request, response: Response
+    body: TaskCreate, session: SessionDep, user: TasksWrite, request: Request, response: Response
 ) -> Task:
     task = await service.create_task(session=session, user=user, data=body)
     set_etag(response, task.version)
@@ -121,7 +121,7 @@ async def list_tasks(
     query: Annotated[TaskListQuery, Query()],
     paging: Annotated[PageParams, Query()],
     session: SessionDep,
-    user: ActiveUser,
+    user: TasksRead,
 ) -> Page[dict[str, Any]]:
     return await service.list_tasks(session=session, user=user, query=query, paging=paging)
 
@@ -138,7 +138,7 @@ async def list_tasks(
     responses=problem_responses(400, 401, 403),
 )
 async def task_stats(
-    query: Annotated[StatsQuery, Query()], session: SessionDep, user: ActiveUser
+    query: Annotated[StatsQuery, Query()], session: SessionDep, user: TasksRead
 ) -> TaskStats:
     return await service.task_stats(session=session, user=user, zone=query.zone)
 
@@ -150,7 +150,7 @@ async def task_stats(
     responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
 )
 async def get_task(
-    task_id: uuid.UUID, session: SessionDep, user: ActiveUser, response: Response
+    task_id: uuid.UUID, session: SessionDep, user: TasksRead, response: Response
 ) -> Task:
     task = await service.get_task(session=session, user=user, task_id=task_id)
     set_etag(response, task.version)
@@ -187,7 +187,7 @@ async def update_task(
     body: TaskUpdate,
     if_match: IfMatchVersion,
     session: SessionDep,
-    user: ActiveUser,
+    user: TasksWrite,
     response: Response,
 ) -> Task:
     task = await service.update_task(
@@ -207,7 +207,7 @@ async def update_task(
     "TRASH_RETENTION_DAYS (30 by default) later. A second delete is 404.",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def delete_task(task_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
+async def delete_task(task_id: uuid.UUID, session: SessionDep, user: TasksWrite) -> None:
     await service.delete_task(session=session, user=user, task_id=task_id)
 
 
@@ -221,7 +221,7 @@ async def delete_task(task_id: uuid.UUID, session: SessionDep, user: ActiveUser)
     responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
 )
 async def restore_task(
-    task_id: uuid.UUID, session: SessionDep, user: ActiveUser, response: Response
+    task_id: uuid.UUID, session: SessionDep, user: TasksWrite, response: Response
 ) -> Task:
     task = await service.restore_task(session=session, user=user, task_id=task_id)
     set_etag(response, task.version)
@@ -243,7 +243,7 @@ async def assign_category(
     task_id: uuid.UUID,
     category_id: uuid.UUID,
     session: SessionDep,
-    user: ActiveUser,
+    user: TasksWrite,
     response: Response,
 ) -> Task:
     task = await service.assign_category(
@@ -263,7 +263,7 @@ async def assign_category(
     responses=problem_responses(400, 401, 403, 404, service.CategoryNotAssigned),
 )
 async def remove_category(
-    task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: ActiveUser
+    task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: TasksWrite
 ) -> None:
     await service.remove_category(
         session=session, user=user, task_id=task_id, category_id=category_id

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
-from taskapi.auth.dependencies import ActiveUser
+from taskapi.auth.dependencies import WebhooksManage
 from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
 from taskapi.core.headers import set_location
@@ -44,7 +44,7 @@ async def create_webhook(
     request: Request,
     response: Response,
     session: SessionDep,
-    user: ActiveUser,
+    user: WebhooksManage,
     settings: SettingsDep,
 ) -> Webhook:
     webhook = await service.create_webhook(session=session, user=user, data=body, settings=settings)
@@ -59,7 +59,7 @@ async def create_webhook(
     description="Oldest first; secrets are never shown again.",
     responses=problem_responses(401, 403),
 )
-async def list_webhooks(session: SessionDep, user: ActiveUser) -> WebhookList:
+async def list_webhooks(session: SessionDep, user: WebhooksManage) -> WebhookList:
     webhooks = await service.list_webhooks(session=session, user=user)
     return WebhookList(
         items=[WebhookRead.model_validate(webhook) for webhook in webhooks], total=len(webhooks)
@@ -72,7 +72,7 @@ async def list_webhooks(session: SessionDep, user: ActiveUser) -> WebhookList:
     summary="Get one webhook",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def get_webhook(webhook_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> Webhook:
+async def get_webhook(webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage) -> Webhook:
     return await service.get_webhook(session=session, user=user, webhook_id=webhook_id)
 
 
@@ -88,7 +88,7 @@ async def update_webhook(
     webhook_id: uuid.UUID,
     body: WebhookUpdate,
     session: SessionDep,
-    user: ActiveUser,
+    user: WebhooksManage,
     settings: SettingsDep,
 ) -> Webhook:
     return await service.update_webhook(
@@ -104,7 +104,7 @@ async def update_webhook(
     description="Its delivery log goes with it, and nothing more is sent.",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
+async def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage) -> None:
     await service.delete_webhook(session=session, user=user, webhook_id=webhook_id)
 
 
@@ -117,7 +117,7 @@ async def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, user: Activ
     responses=problem_responses(400, 401, 403, 404),
 )
 async def rotate_webhook_secret(
-    webhook_id: uuid.UUID, session: SessionDep, user: ActiveUser
+    webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage
 ) -> WebhookSecret:
     webhook, expires_at = await service.rotate_secret(
         session=session, user=user, webhook_id=webhook_id
@@ -133,7 +133,7 @@ async def rotate_webhook_secret(
     description="Queues a `ping` event to the webhook; its delivery shows in the log.",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def ping_webhook(webhook_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
+async def ping_webhook(webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage) -> None:
     await service.send_test_event(session=session, user=user, webhook_id=webhook_id)
 
 
@@ -145,7 +145,7 @@ async def ping_webhook(webhook_id: uuid.UUID, session: SessionDep, user: ActiveU
     responses=problem_responses(400, 401, 403, 404),
 )
 async def list_webhook_deliveries(
-    webhook_id: uuid.UUID, session: SessionDep, user: ActiveUser
+    webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage
 ) -> dict[str, list[WebhookDelivery]]:
     return {
         "items": await service.list_deliveries(session=session, user=user, webhook_id=webhook_id)
