@@ -167,6 +167,7 @@ CORS_ALLOW_METHODS = ["GET", "POST", "PATCH", "DELETE"]
 CORS_ALLOW_HEADERS = [
     "Authorization",
     "Content-Type",
+    "Idempotency-Key",
     "If-Match",
     "X-Request-ID",
     TOKEN_TRANSPORT_HEADER,
@@ -174,6 +175,7 @@ CORS_ALLOW_HEADERS = [
 CORS_EXPOSE_HEADERS = [
     "X-Request-ID",
     "ETag",
+    "Idempotent-Replayed",
     "RateLimit-Limit",
     "RateLimit-Remaining",
     "RateLimit-Reset",

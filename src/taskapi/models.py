@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import Column, Index
 
 from taskapi.auth.models import (
+    IdempotencyRecord,
     PersonalAccessToken,
     RefreshToken,
     RefreshTokenFamily,
@@ -19,6 +20,7 @@ from taskapi.webhooks.models import Webhook, WebhookDelivery
 __all__ = [
     "Base",
     "Category",
+    "IdempotencyRecord",
     "Job",
     "PersonalAccessToken",
     "RefreshToken",

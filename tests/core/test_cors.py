@@ -18,7 +18,9 @@ def preflight_headers(origin: str, method: str = "PATCH") -> dict[str, str]:
     return {
         "Origin": origin,
         "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": "authorization, content-type, if-match, x-request-id",
+        "Access-Control-Request-Headers": (
+            "authorization, content-type, idempotency-key, if-match, x-request-id"
+        ),
     }
 
 
@@ -37,6 +39,7 @@ async def test_allowed_origin_gets_credentials_and_exposed_headers(
     assert exposed == {
         "x-request-id",
         "etag",
+        "idempotent-replayed",
         "ratelimit-limit",
         "ratelimit-remaining",
         "ratelimit-reset",

@@ -48,6 +48,7 @@ TABLES = {
     "task_categories",
     "refresh_tokens",
     "personal_access_tokens",
+    "idempotency_keys",
     "task_counters",
     "jobs",
     "webhooks",
@@ -163,6 +164,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
         assert schema["uniques"]["refresh_tokens"] == [("token_hash",)]
         assert schema["uniques"]["jobs"] == [("unique_key",)]
         assert schema["uniques"]["personal_access_tokens"] == [("token_hash",)]
+        assert schema["uniques"]["idempotency_keys"] == [("caller_id", "key")]
         assert schema["foreign_keys"] == {
             ("webhooks", "users", "CASCADE"),
             ("webhook_deliveries", "webhooks", "CASCADE"),
@@ -172,6 +174,7 @@ async def test_upgrade_downgrade_upgrade(new_database_url: DatabaseFactory) -> N
             ("refresh_tokens", "refresh_token_families", "CASCADE"),
             ("refresh_token_families", "users", "CASCADE"),
             ("personal_access_tokens", "users", "CASCADE"),
+            ("idempotency_keys", "users", "CASCADE"),
             ("task_categories", "tasks", "CASCADE"),
             ("task_categories", "categories", "CASCADE"),
             ("task_counters", "users", "CASCADE"),
@@ -390,8 +393,8 @@ async def test_a_database_in_use_at_0006_upgrades_to_head(
 ) -> None:
     """A database in use at 0006 (two users, rotated and revoked families, tasks) is
     upgraded: every family becomes a session row (0007), live exactly when one of its tokens
-    is; the app then refreshes and lists the migrated session, and makes a personal access
-    token (0008) that works."""
+    is; the app then refreshes and lists the migrated session, makes a personal access
+    token (0008) that works, and replays a POST sent with an Idempotency-Key (0009)."""
     url = await new_database_url()
     settings = Settings(_env_file=None, app_env="test", database_url=url)
     await migrations.upgrade_async(settings, "0006")
@@ -513,6 +516,13 @@ async def test_a_database_in_use_at_0006_upgrades_to_head(
                 )
                 assert tasks_page.status_code == 200, tasks_page.text
                 assert tasks_page.json()["total"] == 3
+                keyed = {**signed_in, "Idempotency-Key": "after the upgrade"}
+                first, again = [
+                    await client.post("/api/v1/tasks", json={"title": "Keyed"}, headers=keyed)
+                    for _ in range(2)
+                ]
+                assert (first.status_code, again.status_code) == (201, 201), again.text
+                assert again.headers["idempotent-replayed"] == "true"
         assert listed.status_code == 200, listed.text
         assert [item["id"] for item in listed.json()["items"]] == [str(rotated)]
         assert listed.json()["items"][0]["current"] is True

@@ -6,7 +6,16 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, ForeignKey, Index, String, false, text
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.core.models import Base, Timestamps, UUIDPrimaryKey, utcnow
@@ -110,3 +119,28 @@ class PersonalAccessToken(UUIDPrimaryKey, Base):
     """None: never."""
     last_used_at: Mapped[datetime | None]
     """Written at most once a minute."""
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class IdempotencyRecord(UUIDPrimaryKey, Base):
+    """The first answer to a POST sent with an `Idempotency-Key`, kept for 24 hours so a
+    repeat by the same caller gets it again instead of doing the work twice."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("caller_id", "key"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    caller_id: Mapped[uuid.UUID]
+    """The user for a password sign-in, the token for a personal access token."""
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH))
+    fingerprint: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
+    """SHA-256 of the method, path, query and body of the first request."""
+    status_code: Mapped[int]
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

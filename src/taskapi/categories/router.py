@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
 
 from taskapi.auth.dependencies import CategoriesRead, CategoriesWrite
+from taskapi.auth.idempotency import (
+    IDEMPOTENCY_ERRORS,
+    REPLAYED_HEADER_DOC,
+    IdempotentRoute,
+    idempotent,
+)
+from taskapi.auth.models import Scope
 from taskapi.categories import service
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryList, CategoryRead, CategoryUpdate
@@ -14,7 +22,7 @@ from taskapi.core.db import SessionDep
 from taskapi.core.headers import set_location
 from taskapi.core.openapi import problem_responses
 
-router = APIRouter(prefix="/categories", tags=["categories"])
+router = APIRouter(prefix="/categories", tags=["categories"], route_class=IdempotentRoute)
 
 
 @router.post(
@@ -23,8 +31,12 @@ router = APIRouter(prefix="/categories", tags=["categories"])
     response_model=CategoryRead,
     summary="Create a category",
     description="The name must be unique among your categories; other users' names do not "
-    "count. `color` defaults to `#6366F1`. Answers with a `Location` header.",
-    responses=problem_responses(400, 401, 403, service.CategoryExists),
+    "count. `color` defaults to `#6366F1`. Answers with a `Location` header. Send an "
+    "`Idempotency-Key` to make retries safe.",
+    responses={
+        201: {"headers": {"Location": {"schema": {"type": "string"}}, **REPLAYED_HEADER_DOC}},
+        **problem_responses(400, 401, 403, service.CategoryExists, *IDEMPOTENCY_ERRORS),
+    },
 )
 async def create_category(
     body: CategoryCreate,
@@ -32,6 +44,7 @@ async def create_category(
     response: Response,
     session: SessionDep,
     user: CategoriesWrite,
+    _: Annotated[None, idempotent(Scope.CATEGORIES_WRITE)],
 ) -> Category:
     category = await service.create_category(session=session, user=user, data=body)
     set_location(response, request, "get_category", category_id=str(category.id))

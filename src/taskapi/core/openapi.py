@@ -166,11 +166,13 @@ def _add_component_models(schema: dict[str, Any]) -> None:
 
 def _document_validation_as_400(schema: dict[str, Any]) -> None:
     """FastAPI documents its own 422; this API answers validation errors with a 400 problem
-    (`invalid_json` when a JSON body does not parse)."""
+    (`invalid_json` when a JSON body does not parse). A 422 a route documents itself (a
+    problem) stays."""
     for _path, operation in _operations(schema):
         responses = operation.get("responses", {})
-        if responses.pop("422", None) is not None and "400" not in responses:
-            responses["400"] = _problem_response(400, [ValidationFailed])
+        if "HTTPValidationError" in str(responses.get("422", "")):
+            del responses["422"]
+            responses.setdefault("400", _problem_response(400, [ValidationFailed]))
         takes_json = "application/json" in operation.get("requestBody", {}).get("content", {})
         if "400" in responses and takes_json:
             _add_code(responses["400"], 400, InvalidJson.code)

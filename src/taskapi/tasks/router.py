@@ -12,6 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from taskapi.auth.dependencies import TasksRead, TasksWrite
+from taskapi.auth.idempotency import (
+    IDEMPOTENCY_ERRORS,
+    REPLAYED_HEADER_DOC,
+    IdempotentRoute,
+    idempotent,
+)
+from taskapi.auth.models import Scope
 from taskapi.core.db import SessionDep
 from taskapi.core.errors import BadRequest, PreconditionRequired
 from taskapi.core.headers import set_etag, set_location
@@ -30,7 +37,7 @@ from taskapi.tasks.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=IdempotentRoute)
 
 
 class _TaskIdConvertor(StringConvertor):
@@ -44,7 +51,9 @@ class _TaskIdConvertor(StringConvertor):
 register_url_convertor("task_id", _TaskIdConvertor())
 TASK_PATH = "/{task_id:task_id}"
 # Documented with the categories, where a client looks for them.
-category_assignment_router = APIRouter(prefix="/tasks", tags=["categories"])
+category_assignment_router = APIRouter(
+    prefix="/tasks", tags=["categories"], route_class=IdempotentRoute
+)
 
 # A version as its ETag ("3") or bare (3), with optional blanks around it. Nine digits are
 # plenty (a task changed every second for 30 years has fewer) and keep the rule a pattern
@@ -92,14 +101,26 @@ IfMatchVersion = Annotated[int | None, Depends(_if_match_version)]
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
     summary="Create a task",
-    description="Status starts as `pending` and version as 1, whatever the body says.",
+    description="Status starts as `pending` and version as 1, whatever the body says. "
+    "Send an `Idempotency-Key` to make retries safe.",
     responses={
-        201: {"headers": {**_ETAG_HEADER, "Location": {"schema": {"type": "string"}}}},
-        **problem_responses(400, InvalidRecurrence, 401, 403),
+        201: {
+            "headers": {
+                **_ETAG_HEADER,
+                "Location": {"schema": {"type": "string"}},
+                **REPLAYED_HEADER_DOC,
+            }
+        },
+        **problem_responses(400, InvalidRecurrence, 401, 403, *IDEMPOTENCY_ERRORS),
     },
 )
 async def create_task(
-    body: TaskCreate, session: SessionDep, user: TasksWrite, request: Request, response: Response
+    body: TaskCreate,
+    session: SessionDep,
+    user: TasksWrite,
+    _: Annotated[None, idempotent(Scope.TASKS_WRITE)],
+    request: Request,
+    response: Response,
 ) -> Task:
     task = await service.create_task(session=session, user=user, data=body)
     set_etag(response, task.version)
@@ -233,10 +254,13 @@ async def restore_task(
     response_model=TaskRead,
     summary="Assign a category to a task",
     description="Answers the task with its categories; its version goes up by one (new "
-    "`ETag`). A missing, deleted or foreign task or category is 404.",
+    "`ETag`). A missing, deleted or foreign task or category is 404. Send an "
+    "`Idempotency-Key` to make retries safe.",
     responses={
-        200: {"headers": _ETAG_HEADER},
-        **problem_responses(400, 401, 403, 404, service.CategoryAlreadyAssigned),
+        200: {"headers": {**_ETAG_HEADER, **REPLAYED_HEADER_DOC}},
+        **problem_responses(
+            400, 401, 403, 404, service.CategoryAlreadyAssigned, *IDEMPOTENCY_ERRORS
+        ),
     },
 )
 async def assign_category(
@@ -244,6 +268,7 @@ async def assign_category(
     category_id: uuid.UUID,
     session: SessionDep,
     user: TasksWrite,
+    _: Annotated[None, idempotent(Scope.TASKS_WRITE)],
     response: Response,
 ) -> Task:
     task = await service.assign_category(
