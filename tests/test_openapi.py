@@ -120,6 +120,21 @@ def test_login_has_one_named_schema_per_media_type(document: dict[str, Any]) -> 
     assert scheme["flows"]["password"]["tokenUrl"] == f"{auth}/token"
 
 
+def test_swagger_authorize_takes_a_personal_access_token(document: dict[str, Any]) -> None:
+    """Authorize in /docs offers a bearer field beside the password form: a `tapi_` token
+    pasted there is sent as `Authorization: Bearer tapi_…`, which every scoped route takes."""
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["BearerToken"]["type"] == "http"
+    assert schemes["BearerToken"]["scheme"] == "bearer"
+    assert set(schemes["OAuth2PasswordBearer"]["flows"]["password"]["scopes"]) == {
+        "tasks:read",
+        "tasks:write",
+        "categories:read",
+        "categories:write",
+        "webhooks:manage",
+    }
+
+
 def resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
     node: Any = document
     for part in ref.removeprefix("#/").split("/"):
@@ -149,6 +164,10 @@ def test_problem_variants_type_their_members(document: dict[str, Any]) -> None:
     assert problem_schema_of(paths["/api/v1/tasks/{task_id}"]["get"]["responses"]["400"]) == (
         "ValidationProblem"
     )
+    assert "required_scope" in schemas["InsufficientScopeProblem"]["required"]
+    assert problem_schema_of(paths["/api/v1/auth/sessions"]["get"]["responses"]["403"]) == (
+        "InsufficientScopeProblem"
+    )
 
 
 def test_every_problem_response_lists_its_codes(document: dict[str, Any]) -> None:
@@ -167,6 +186,10 @@ def test_every_problem_response_lists_its_codes(document: dict[str, Any]) -> Non
         "invalid_recurrence",
         "validation_error",
     ]
+    assert update["403"]["x-problem-codes"] == ["email_not_verified", "insufficient_scope"]
+    created = document["paths"]["/api/v1/tasks"]["post"]["responses"]
+    assert created["409"]["x-problem-codes"] == ["idempotency_key_in_progress"]
+    assert created["422"]["x-problem-codes"] == ["idempotency_key_reused"]
 
 
 def test_every_response_header_has_a_schema(document: dict[str, Any]) -> None:

@@ -183,6 +183,9 @@ async def get_scoped_user(
     return caller.user
 
 
+SCOPE_REFUSALS = (EmailNotVerified, InsufficientScope)
+"""The 403s of a route behind one of the scoped callers below, for its `responses=`."""
+
 TasksRead = Annotated[User, Security(get_scoped_user, scopes=[Scope.TASKS_READ])]
 TasksWrite = Annotated[User, Security(get_scoped_user, scopes=[Scope.TASKS_WRITE])]
 CategoriesRead = Annotated[User, Security(get_scoped_user, scopes=[Scope.CATEGORIES_READ])]

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from pydantic import ConfigDict, Field
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import PersonalAccessToken, Scope, User
-from taskapi.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from taskapi.core.errors import BadRequest, Forbidden, NotFound, Problem, Unauthorized
 from taskapi.core.models import utcnow
 from taskapi.core.security import hash_token
 
@@ -44,11 +45,35 @@ SCOPE_DESCRIPTIONS = {
 }
 
 
+class InsufficientScopeProblem(Problem):
+    """A personal access token used outside its scopes, or on an account route."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "https://taskapi.dev/problems/insufficient-scope",
+                "title": "Forbidden",
+                "status": 403,
+                "detail": "This token lacks the tasks:write scope.",
+                "code": "insufficient_scope",
+                "request_id": "5f0c6c8e0d6c4a47b6a8f0d2f6c3e9a1",
+                "required_scope": "tasks:write",
+            }
+        }
+    )
+
+    required_scope: Scope | None = Field(
+        description="The scope the route needs; null on the account routes, which no "
+        "personal access token may use."
+    )
+
+
 class InsufficientScope(Forbidden):
     """RFC 6750's `insufficient_scope`, with the scope the route needs; None on the account
     routes, which no personal access token may use whatever its scopes."""
 
     code = "insufficient_scope"
+    problem_model = InsufficientScopeProblem
 
     def __init__(self, required: Scope | None) -> None:
         if required is None:

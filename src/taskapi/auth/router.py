@@ -18,6 +18,7 @@ from taskapi.auth.cookies import (
 )
 from taskapi.auth.dependencies import ClientDep, CurrentUser, PasswordHasherDep, UserCacheDep
 from taskapi.auth.models import User
+from taskapi.auth.personal_tokens import InsufficientScope
 from taskapi.auth.schemas import (
     Accepted,
     EmailRequest,
@@ -249,7 +250,7 @@ async def _refresh_token_of(
     description="Its refresh tokens and the access tokens issued in it stop working at once. "
     "With `X-Token-Transport: cookie` the body may be left out: the cookie's refresh token "
     "ends, and the cookie is deleted.",
-    responses=problem_responses(400, 401, 403),
+    responses=problem_responses(400, 401, InsufficientScope),
 )
 async def logout(
     user: CurrentUser,
@@ -275,7 +276,7 @@ async def logout(
     summary="End every session",
     description="Revokes every refresh token and every access token issued until now. "
     "With `X-Token-Transport: cookie` the refresh token cookie is deleted too.",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, InsufficientScope),
 )
 async def logout_all(
     user: CurrentUser,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 
 from taskapi.auth import families
 from taskapi.auth.dependencies import CurrentUser, SignedIn, UserCacheDep
+from taskapi.auth.personal_tokens import InsufficientScope
 from taskapi.auth.schemas import SessionList, SessionRead
 from taskapi.core.db import SessionDep
 from taskapi.core.openapi import problem_responses
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/auth/sessions", tags=["auth"])
     summary="List your sessions",
     description="One per sign-in that can still be refreshed, newest first; `current` marks "
     "the one the calling access token belongs to.",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, InsufficientScope),
 )
 async def list_sessions(signed_in: SignedIn, session: SessionDep) -> SessionList:
     live = await families.list_live(session=session, user_id=signed_in.user.id)
@@ -49,7 +50,7 @@ async def list_sessions(signed_in: SignedIn, session: SessionDep) -> SessionList
     summary="End a session",
     description="Its refresh tokens and every access token issued in it are refused from "
     "the next request on, on every instance. 404 when it is not one of your live sessions.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, InsufficientScope, 404),
 )
 async def end_session(
     session_id: uuid.UUID, user: CurrentUser, session: SessionDep, cache: UserCacheDep

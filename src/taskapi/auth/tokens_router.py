@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 
 from taskapi.auth import personal_tokens
 from taskapi.auth.dependencies import CurrentUser
+from taskapi.auth.personal_tokens import InsufficientScope
 from taskapi.auth.schemas import (
     PersonalTokenCreate,
     PersonalTokenCreated,
@@ -33,7 +34,7 @@ router = APIRouter(prefix="/auth/tokens", tags=["auth"])
     responses={
         # The schema as the model renders it: FastAPI's own drops the example's nulls.
         201: {"content": {"application/json": {"schema": component_ref(PersonalTokenCreated)}}},
-        **problem_responses(400, personal_tokens.TooManyTokens, 401, 403),
+        **problem_responses(400, personal_tokens.TooManyTokens, 401, InsufficientScope),
     },
 )
 async def create_token(
@@ -56,7 +57,7 @@ async def create_token(
     response_model=PersonalTokenList,
     summary="List your personal access tokens",
     description="Unexpired tokens, newest first, without their values.",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, InsufficientScope),
 )
 async def list_tokens(user: CurrentUser, session: SessionDep) -> PersonalTokenList:
     tokens = await personal_tokens.list_live(session=session, user_id=user.id)
@@ -69,7 +70,7 @@ async def list_tokens(user: CurrentUser, session: SessionDep) -> PersonalTokenLi
     response_class=Response,
     summary="Delete a personal access token",
     description="It is refused from the next request on, on every instance.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, InsufficientScope, 404),
 )
 async def delete_token(token_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
     await personal_tokens.delete_token(session=session, user_id=user.id, token_id=token_id)

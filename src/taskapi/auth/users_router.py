@@ -12,6 +12,7 @@ from taskapi.auth.dependencies import (
     UserCacheDep,
 )
 from taskapi.auth.models import User
+from taskapi.auth.personal_tokens import InsufficientScope
 from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
 from taskapi.core.db import SessionDep
 from taskapi.core.openapi import problem_responses
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/users", tags=["users"])
     "/me",
     response_model=UserRead,
     summary="Your account",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, InsufficientScope),
 )
 async def read_me(user: CurrentUser) -> User:
     return user
@@ -33,7 +34,7 @@ async def read_me(user: CurrentUser) -> User:
     "/me",
     response_model=UserRead,
     summary="Change your name",
-    responses=problem_responses(400, 401, 403),
+    responses=problem_responses(400, 401, InsufficientScope),
 )
 async def update_me(
     body: UserUpdate, user: CurrentUser, session: SessionDep, cache: UserCacheDep
@@ -50,7 +51,7 @@ async def update_me(
     summary="Change your password",
     description="Ends every other session. This session's refresh token stays valid; "
     "refresh it for a new access token.",
-    responses=problem_responses(400, service.IncorrectPassword, 401, 403),
+    responses=problem_responses(400, service.IncorrectPassword, 401, InsufficientScope),
 )
 async def change_password(
     body: ChangePasswordRequest,
@@ -75,7 +76,7 @@ async def change_password(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete your account and everything in it",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, InsufficientScope),
 )
 async def delete_me(user: CurrentUser, session: SessionDep, cache: UserCacheDep) -> None:
     await service.delete_account(session=session, cache=cache, user_id=user.id)

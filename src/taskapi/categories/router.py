@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
 
-from taskapi.auth.dependencies import CategoriesRead, CategoriesWrite
+from taskapi.auth.dependencies import SCOPE_REFUSALS, CategoriesRead, CategoriesWrite
 from taskapi.auth.idempotency import (
     IDEMPOTENCY_ERRORS,
     REPLAYED_HEADER_DOC,
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/categories", tags=["categories"], route_class=Idempo
     "`Idempotency-Key` to make retries safe.",
     responses={
         201: {"headers": {"Location": {"schema": {"type": "string"}}, **REPLAYED_HEADER_DOC}},
-        **problem_responses(400, 401, 403, service.CategoryExists, *IDEMPOTENCY_ERRORS),
+        **problem_responses(400, 401, *SCOPE_REFUSALS, service.CategoryExists, *IDEMPOTENCY_ERRORS),
     },
 )
 async def create_category(
@@ -57,7 +57,7 @@ async def create_category(
     summary="List your categories",
     description="All your categories, sorted by name case-insensitively (Unicode case "
     "folding), names equal but for case in code-point order.",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, *SCOPE_REFUSALS),
 )
 async def list_categories(session: SessionDep, user: CategoriesRead) -> CategoryList:
     categories = await service.list_categories(session=session, user=user)
@@ -71,7 +71,7 @@ async def list_categories(session: SessionDep, user: CategoriesRead) -> Category
     "/{category_id}",
     response_model=CategoryRead,
     summary="Get one of your categories",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def get_category(
     category_id: uuid.UUID, session: SessionDep, user: CategoriesRead
@@ -84,7 +84,7 @@ async def get_category(
     response_model=CategoryRead,
     summary="Rename or recolor a category",
     description="Fields left out stay as they are; `null` is refused. Its tasks keep it.",
-    responses=problem_responses(400, 401, 403, 404, service.CategoryExists),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404, service.CategoryExists),
 )
 async def update_category(
     category_id: uuid.UUID, body: CategoryUpdate, session: SessionDep, user: CategoriesWrite
@@ -100,7 +100,7 @@ async def update_category(
     response_class=Response,
     summary="Delete a category",
     description="It is removed from every task that had it; the tasks themselves stay.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def delete_category(
     category_id: uuid.UUID, session: SessionDep, user: CategoriesWrite

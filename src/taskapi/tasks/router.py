@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from taskapi.auth.dependencies import TasksRead, TasksWrite
+from taskapi.auth.dependencies import SCOPE_REFUSALS, TasksRead, TasksWrite
 from taskapi.auth.idempotency import (
     IDEMPOTENCY_ERRORS,
     REPLAYED_HEADER_DOC,
@@ -111,7 +111,7 @@ IfMatchVersion = Annotated[int | None, Depends(_if_match_version)]
                 **REPLAYED_HEADER_DOC,
             }
         },
-        **problem_responses(400, InvalidRecurrence, 401, 403, *IDEMPOTENCY_ERRORS),
+        **problem_responses(400, InvalidRecurrence, 401, *SCOPE_REFUSALS, *IDEMPOTENCY_ERRORS),
     },
 )
 async def create_task(
@@ -136,7 +136,7 @@ async def create_task(
         "Filters combine with AND. Default order: newest first (`created_at desc`). "
         "Deleted tasks appear only with `deleted=true` (the trash), each with `deleted_at`."
     ),
-    responses=problem_responses(400, InvalidCursor, 401, 403),
+    responses=problem_responses(400, InvalidCursor, 401, *SCOPE_REFUSALS),
 )
 async def list_tasks(
     query: Annotated[TaskListQuery, Query()],
@@ -156,7 +156,7 @@ async def list_tasks(
         "due in the next seven days, and how many you completed on each of the last 30 "
         "days. Days are calendar days in `tz` (default UTC)."
     ),
-    responses=problem_responses(400, 401, 403),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS),
 )
 async def task_stats(
     query: Annotated[StatsQuery, Query()], session: SessionDep, user: TasksRead
@@ -168,7 +168,7 @@ async def task_stats(
     TASK_PATH,
     response_model=TaskRead,
     summary="Get one task",
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, *SCOPE_REFUSALS, 404)},
 )
 async def get_task(
     task_id: uuid.UUID, session: SessionDep, user: TasksRead, response: Response
@@ -196,7 +196,7 @@ async def get_task(
             BadRequest,
             InvalidRecurrence,
             401,
-            403,
+            *SCOPE_REFUSALS,
             404,
             service.VersionConflict,
             PreconditionRequired,
@@ -226,7 +226,7 @@ async def update_task(
     description="The task moves to the trash (`GET /tasks?deleted=true`), from where "
     "`POST /tasks/{id}/restore` brings it back, until it is purged for good "
     "TRASH_RETENTION_DAYS (30 by default) later. A second delete is 404.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def delete_task(task_id: uuid.UUID, session: SessionDep, user: TasksWrite) -> None:
     await service.delete_task(session=session, user=user, task_id=task_id)
@@ -239,7 +239,7 @@ async def delete_task(task_id: uuid.UUID, session: SessionDep, user: TasksWrite)
     description="The task is back where it was, with its categories; its version goes up by "
     "one (new `ETag`). 404 when the task is not in your trash (never deleted, purged, or not "
     "yours).",
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 403, 404)},
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, *SCOPE_REFUSALS, 404)},
 )
 async def restore_task(
     task_id: uuid.UUID, session: SessionDep, user: TasksWrite, response: Response
@@ -259,7 +259,7 @@ async def restore_task(
     responses={
         200: {"headers": {**_ETAG_HEADER, **REPLAYED_HEADER_DOC}},
         **problem_responses(
-            400, 401, 403, 404, service.CategoryAlreadyAssigned, *IDEMPOTENCY_ERRORS
+            400, 401, *SCOPE_REFUSALS, 404, service.CategoryAlreadyAssigned, *IDEMPOTENCY_ERRORS
         ),
     },
 )
@@ -285,7 +285,7 @@ async def assign_category(
     summary="Remove a category from a task",
     description="The task's version goes up by one. 404 `category_not_assigned` when the "
     "task does not have the category; 404 for a missing, deleted or foreign task or category.",
-    responses=problem_responses(400, 401, 403, 404, service.CategoryNotAssigned),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404, service.CategoryNotAssigned),
 )
 async def remove_category(
     task_id: uuid.UUID, category_id: uuid.UUID, session: SessionDep, user: TasksWrite
