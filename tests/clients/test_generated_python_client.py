@@ -130,7 +130,14 @@ async def test_a_journey_through_the_generated_client(
         for name in ("auth", "tasks", "categories", "users")
     }
     for tag, operations in {
-        "auth": ("register", "verify_email", "login", "login_form"),
+        "auth": (
+            "register",
+            "verify_email",
+            "login",
+            "login_form",
+            "create_token",
+            "list_sessions",
+        ),
         "tasks": ("create_task", "update_task", "list_tasks"),
         "categories": ("create_category", "assign_category"),
         "users": ("read_me",),
@@ -226,6 +233,47 @@ async def test_a_journey_through_the_generated_client(
     )
     assert invalid.status_code == 400
     assert [error.field for error in invalid.parsed.errors] == ["title"]
+
+    retry_key = str(uuid.uuid4())
+    first_try, retried = [
+        await api["create_task"].asyncio_detailed(
+            client=user, body=models.TaskCreate(title="Sent twice"), idempotency_key=retry_key
+        )
+        for _attempt in range(2)
+    ]
+    assert (first_try.status_code, retried.status_code) == (201, 201)
+    assert retried.parsed.id == first_try.parsed.id
+    assert retried.headers["idempotent-replayed"] == "true"
+
+    sessions = await api["list_sessions"].asyncio(client=user)
+    assert isinstance(sessions, models.SessionList)
+    # Newest first: this login, the form login, the registration.
+    assert [item.current for item in sessions.items] == [True, False, False]
+    created_token = await api["create_token"].asyncio_detailed(
+        client=user,
+        body=models.PersonalTokenCreate(
+            name="Read-only script", scopes=[models.Scope("tasks:read")]
+        ),
+    )
+    assert created_token.status_code == 201
+    assert isinstance(created_token.parsed, models.PersonalTokenCreated)
+    assert created_token.parsed.token.startswith("tapi_")
+    script = client_module.AuthenticatedClient(
+        base_url=server.base_url, token=created_token.parsed.token
+    )
+    read = await api["list_tasks"].asyncio(client=script, limit=10)
+    assert isinstance(read, models.TaskPage)
+    assert read.total == 4
+    refused = await api["create_task"].asyncio_detailed(
+        client=script, body=models.TaskCreate(title="Not with this token")
+    )
+    assert refused.status_code == 403
+    assert refused.parsed.code == "insufficient_scope"
+    assert refused.parsed.additional_properties["required_scope"] == "tasks:write"
+    not_an_account = await api["list_sessions"].asyncio_detailed(client=script)
+    assert not_an_account.status_code == 403
+    assert isinstance(not_an_account.parsed, models.InsufficientScopeProblem)
+    assert not_an_account.parsed.required_scope is None
 
     wrong = models.LoginRequest(email=email, password="Wr0ng!Passw0rd")
     for _attempt in range(5):
