@@ -224,10 +224,9 @@ def test_public_operations_declare_no_security(document: dict[str, Any]) -> None
         assert "security" in operation, (method, path)
     assert document["paths"]["/api/v1/auth/register"]["post"]["security"] == []
     assert document["paths"]["/health/live"]["get"]["security"] == []
-    assert document["paths"]["/api/v1/tasks"]["get"]["security"] == [
-        {"OAuth2PasswordBearer": ["tasks:read"]},
-        {"BearerToken": ["tasks:read"]},
-    ]
+    listed = document["paths"]["/api/v1/tasks"]["get"]
+    assert listed["security"] == [{"OAuth2PasswordBearer": ["tasks:read"]}, {"BearerToken": []}]
+    assert listed["description"].endswith("Scope needed: `tasks:read`.")
     assert document["paths"]["/api/v1/auth/sessions"]["get"]["security"] == [
         {"OAuth2PasswordBearer": []},
         {"BearerToken": []},

@@ -142,6 +142,7 @@ def install_openapi(app: FastAPI) -> None:
             _document_shared_headers(schema)
             _drop_null_from_optional_parameters(schema)
             _declare_public_operations(schema)
+            _scopes_on_oauth2_only(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -272,3 +273,22 @@ def _declare_public_operations(schema: dict[str, Any]) -> None:
     """An operation without a security requirement says so, for linters and generators."""
     for _path, operation in _operations(schema):
         operation.setdefault("security", [])
+
+
+def _scopes_on_oauth2_only(schema: dict[str, Any]) -> None:
+    """Only an OAuth2 scheme's requirement may list scopes (OpenAPI linters warn on others):
+    another scheme's requirement lists none, and the operation's description names them."""
+    schemes = schema.get("components", {}).get("securitySchemes", {})
+    for _path, operation in _operations(schema):
+        needed: set[str] = set()
+        for requirement in operation.get("security", []):
+            for name, scopes in requirement.items():
+                if scopes and schemes.get(name, {}).get("type") != "oauth2":
+                    needed.update(scopes)
+                    requirement[name] = []
+        if needed:
+            scopes_text = "Scope needed: " + ", ".join(f"`{scope}`" for scope in sorted(needed))
+            description = operation.get("description")
+            operation["description"] = (
+                f"{description}\n\n{scopes_text}." if description else f"{scopes_text}."
+            )
