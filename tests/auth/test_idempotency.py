@@ -1,6 +1,7 @@
-"""Idempotency-Key (§7.3) on POST /tasks, POST /categories and the category assignment: a
-repeat gets the first answer byte for byte and writes nothing; another request with the
-key is 422; a repeat while the first runs is 409; 2xx and 4xx are kept, 5xx are not."""
+"""Idempotency-Key (§7.3) on POST /tasks, POST /categories, the category assignment and the
+restore from the trash: a repeat gets the first answer byte for byte and writes nothing;
+another request with the key is 422; a repeat while the first runs is 409; 2xx and 4xx are
+kept, 5xx are not."""
 
 from __future__ import annotations
 
@@ -198,6 +199,25 @@ async def test_the_assignment_is_replayed_without_bumping_the_version_again(
     assert again.content == first.content
     assert again.headers["etag"] == first.headers["etag"] == '"2"'
     assert (await client.get(f"{TASKS}/{task['id']}", headers=alice.headers)).json()["version"] == 2
+
+
+async def test_a_restore_is_replayed_and_its_answer_stays_that_of_the_first(
+    client: httpx.AsyncClient, alice: SignedIn
+) -> None:
+    """A retried restore answers the task as the first restore did, not 404 (it is no longer
+    in the trash), and does not bump the version again."""
+    task = (await client.post(TASKS, json={"title": "Undo me"}, headers=alice.headers)).json()
+    assert (await client.delete(f"{TASKS}/{task['id']}", headers=alice.headers)).status_code == 204
+    path = f"{TASKS}/{task['id']}/restore"
+    first = await client.post(path, headers=keyed(alice, "restore-undo"))
+    again = await client.post(path, headers=keyed(alice, "restore-undo"))
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.content == first.content
+    assert again.headers[REPLAYED] == "true"
+    assert again.headers["etag"] == first.headers["etag"] == '"2"'
+    assert (await client.get(f"{TASKS}/{task['id']}", headers=alice.headers)).json()["version"] == 2
+    unkeyed = await client.post(path, headers=alice.headers)
+    assert_problem(unkeyed, 404, "not_found")
 
 
 async def test_categories_take_a_key_too(

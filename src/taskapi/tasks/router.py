@@ -238,11 +238,18 @@ async def delete_task(task_id: uuid.UUID, session: SessionDep, user: TasksWrite)
     summary="Restore a task from the trash",
     description="The task is back where it was, with its categories; its version goes up by "
     "one (new `ETag`). 404 when the task is not in your trash (never deleted, purged, or not "
-    "yours).",
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, *SCOPE_REFUSALS, 404)},
+    "yours). Send an `Idempotency-Key` to make retries safe.",
+    responses={
+        200: {"headers": {**_ETAG_HEADER, **REPLAYED_HEADER_DOC}},
+        **problem_responses(400, 401, *SCOPE_REFUSALS, 404, *IDEMPOTENCY_ERRORS),
+    },
 )
 async def restore_task(
-    task_id: uuid.UUID, session: SessionDep, user: TasksWrite, response: Response
+    task_id: uuid.UUID,
+    session: SessionDep,
+    user: TasksWrite,
+    _: Annotated[None, idempotent(Scope.TASKS_WRITE)],
+    response: Response,
 ) -> Task:
     task = await service.restore_task(session=session, user=user, task_id=task_id)
     set_etag(response, task.version)
