@@ -1,5 +1,6 @@
-"""The hourly clean-up job forgets expired link tokens and the refresh tokens of sessions
-that have ended, and keeps what reuse detection still needs (a clock the test moves)."""
+"""The hourly clean-up job forgets expired link tokens, the refresh tokens of sessions that
+have ended, expired sessions, personal access tokens and Idempotency-Key answers, and keeps
+what reuse detection and `sid` revocation still need (a clock the test moves)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.auth.models import RefreshToken, RefreshTokenFamily, User
+from taskapi.auth.models import (
+    IdempotencyRecord,
+    PersonalAccessToken,
+    RefreshToken,
+    RefreshTokenFamily,
+    User,
+)
 from taskapi.core.models import utcnow
 from taskapi.core.security import hash_token, new_opaque_token
+from tests.support.apps import state_of
 from tests.support.auth import stored_user
 from tests.support.factories import create_user
 from tests.support.jobs import FakeClock, run_periodic_jobs
@@ -136,3 +144,79 @@ async def test_expired_tokens_go_and_live_sessions_keep_theirs(
     clock.advance(days=4)
     await run_periodic_jobs(app, clock=clock)
     assert await remaining_tokens(session) == {rotated, current}
+
+
+async def test_expired_sessions_personal_tokens_and_idempotency_keys_go(
+    app: FastAPI, session: AsyncSession
+) -> None:
+    """What is past its time goes; a revoked session stays while an access token issued in
+    it may be alive (its `sid` must stay refused), and so does everything still live."""
+    ada = await create_user(session, email="ada@example.com")
+    now = utcnow()
+    lifetime = timedelta(minutes=state_of(app)["settings"].access_token_expire_minutes)
+
+    def family(*, expires_in: timedelta, revoked_ago: timedelta | None) -> RefreshTokenFamily:
+        return RefreshTokenFamily(
+            user_id=ada.id,
+            created_at=now - timedelta(days=8),
+            last_used_at=now - timedelta(days=1),
+            expires_at=now + expires_in,
+            revoked_at=None if revoked_ago is None else now - revoked_ago,
+        )
+
+    families = {
+        "expired": family(expires_in=timedelta(hours=-1), revoked_ago=None),
+        "expired, revoked long ago": family(
+            expires_in=timedelta(minutes=-1), revoked_ago=lifetime + timedelta(minutes=2)
+        ),
+        "expired, revoked just now": family(
+            expires_in=timedelta(minutes=-1), revoked_ago=timedelta(minutes=2)
+        ),
+        "revoked, not expired": family(expires_in=timedelta(days=2), revoked_ago=timedelta(days=1)),
+        "live": family(expires_in=timedelta(days=6), revoked_ago=None),
+    }
+
+    def personal_token(name: str, expires_in: timedelta | None) -> PersonalAccessToken:
+        return PersonalAccessToken(
+            user_id=ada.id,
+            name=name,
+            token_hash=hash_token(new_opaque_token()),
+            scopes=["tasks:read"],
+            expires_at=None if expires_in is None else now + expires_in,
+        )
+
+    tokens = [
+        personal_token("expired", timedelta(seconds=-1)),
+        personal_token("expires tomorrow", timedelta(days=1)),
+        personal_token("never expires", None),
+    ]
+
+    def answer(key: str, expires_in: timedelta) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            user_id=ada.id,
+            caller_id=ada.id,
+            key=key,
+            fingerprint="0" * 64,
+            status_code=201,
+            headers={},
+            body=b"{}",
+            expires_at=now + expires_in,
+        )
+
+    answers = [answer("old", timedelta(seconds=-1)), answer("recent", timedelta(hours=23))]
+    session.add_all([*families.values(), *tokens, *answers])
+    await session.commit()
+    family_ids = {name: row.id for name, row in families.items()}
+
+    await run_periodic_jobs(app, clock=FakeClock())
+
+    left = set(await session.scalars(select(RefreshTokenFamily.id)))
+    assert left == {
+        family_ids[name] for name in ("expired, revoked just now", "revoked, not expired", "live")
+    }
+    assert set(await session.scalars(select(PersonalAccessToken.name))) == {
+        "expires tomorrow",
+        "never expires",
+    }
+    assert set(await session.scalars(select(IdempotencyRecord.key))) == {"recent"}
+    await session.commit()

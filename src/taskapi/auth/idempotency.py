@@ -24,8 +24,9 @@ and is then answered from the stored record). The unique (caller, key) constrain
 both. The work runs inside a SAVEPOINT, so a 4xx stores its answer without what the
 failing request may have written before it failed.
 
-Expired records are deleted lazily: the expired record of a key when the key is used
-again, and a caller's expired records whenever that caller stores a new one.
+Expired records are deleted by the hourly `auth.delete_expired_tokens` job (auth/jobs.py),
+and lazily meanwhile: the expired record of a key when the key is used again, and a
+caller's expired records whenever that caller stores a new one.
 """
 
 from __future__ import annotations

@@ -15,10 +15,17 @@ from datetime import datetime, timedelta
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from taskapi.auth.emails import password_reset_email, verification_email
-from taskapi.auth.models import RefreshToken, User
+from taskapi.auth.families import REVOCATION_CLOCK_SKEW
+from taskapi.auth.models import (
+    IdempotencyRecord,
+    PersonalAccessToken,
+    RefreshToken,
+    RefreshTokenFamily,
+    User,
+)
 from taskapi.core.config import Settings
 from taskapi.core.email import message_id
 from taskapi.core.jobs import JobContext, JobKind, NoPayload, RetryPolicy
@@ -138,10 +145,12 @@ PASSWORD_RESET_EMAIL = JobKind(
 
 
 async def delete_expired_tokens(context: JobContext, _payload: NoPayload) -> None:
-    """Forget what can no longer be used: expired verification and reset links, and the
-    refresh tokens of sessions that have ended (no live token left in the family). A
-    rotated token of a live session stays, so that presenting it again still revokes the
-    session (reuse detection)."""
+    """Forget what can no longer be used: expired verification and reset links, the
+    refresh tokens of sessions that have ended (no live token left in the family), expired
+    sessions, expired personal access tokens and Idempotency-Key answers past their 24
+    hours. A rotated token of a live session stays, so that presenting it again still
+    revokes the session (reuse detection); so does a revoked session while an access token
+    issued in it may still be alive, so that its `sid` stays refused."""
     session, now = context.session, context.now
     live_families = select(RefreshToken.family_id).where(
         RefreshToken.expires_at > now, RefreshToken.revoked_at.is_(None)
@@ -163,6 +172,22 @@ async def delete_expired_tokens(context: JobContext, _payload: NoPayload) -> Non
         .values(password_reset_token_hash=None, password_reset_expires_at=None)
         .execution_options(synchronize_session=False)
     )
+    access_tokens_alive_since = (
+        now
+        - timedelta(minutes=context.settings.access_token_expire_minutes)
+        - REVOCATION_CLOCK_SKEW
+    )
+    await session.execute(
+        delete(RefreshTokenFamily).where(
+            RefreshTokenFamily.expires_at <= now,
+            or_(
+                RefreshTokenFamily.revoked_at.is_(None),
+                RefreshTokenFamily.revoked_at <= access_tokens_alive_since,
+            ),
+        )
+    )
+    await session.execute(delete(PersonalAccessToken).where(PersonalAccessToken.expires_at <= now))
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
 
 
 DELETE_EXPIRED_TOKENS = JobKind(
