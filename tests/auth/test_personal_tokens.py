@@ -322,6 +322,18 @@ async def test_each_scope_opens_its_routes(client: httpx.AsyncClient, alice: Sig
     assert_insufficient_scope(await client.get(f"{API}/tasks", headers=writer), "tasks:read")
 
 
+async def test_webhooks_need_their_own_scope(client: httpx.AsyncClient, alice: SignedIn) -> None:
+    tasks_only = bearer((await make_token(client, alice.headers, ALL_SCOPES[:-1]))["token"])
+    manager = bearer((await make_token(client, alice.headers, ["webhooks:manage"]))["token"])
+    assert_insufficient_scope(
+        await client.get(f"{API}/webhooks", headers=tasks_only), "webhooks:manage"
+    )
+    listed = await client.get(f"{API}/webhooks", headers=manager)
+    assert listed.status_code == 200
+    assert listed.json()["items"] == []
+    assert_insufficient_scope(await client.get(f"{API}/tasks", headers=manager), "tasks:read")
+
+
 async def test_an_unverified_accounts_token_cannot_work_yet(
     client: httpx.AsyncClient, session: AsyncSession, settings: Any
 ) -> None:

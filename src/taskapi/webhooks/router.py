@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
-from taskapi.auth.dependencies import WebhooksManage
+from taskapi.auth.dependencies import SCOPE_REFUSALS, WebhooksManage
 from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
 from taskapi.core.headers import set_location
@@ -37,7 +37,9 @@ _URL_PROBLEMS = (service.InvalidWebhookUrl, service.WebhookTargetNotAllowed)
     "this answer alone shows. The URL's host must resolve to public addresses only "
     "(`webhook_target_not_allowed` otherwise); `https` is required in production. At most "
     f"{service.MAX_WEBHOOKS} webhooks per user.",
-    responses=problem_responses(400, *_URL_PROBLEMS, service.WebhookLimitReached, 401, 403),
+    responses=problem_responses(
+        400, *_URL_PROBLEMS, service.WebhookLimitReached, 401, *SCOPE_REFUSALS
+    ),
 )
 async def create_webhook(
     body: WebhookCreate,
@@ -57,7 +59,7 @@ async def create_webhook(
     response_model=WebhookList,
     summary="List your webhooks",
     description="Oldest first; secrets are never shown again.",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, *SCOPE_REFUSALS),
 )
 async def list_webhooks(session: SessionDep, user: WebhooksManage) -> WebhookList:
     webhooks = await service.list_webhooks(session=session, user=user)
@@ -70,7 +72,7 @@ async def list_webhooks(session: SessionDep, user: WebhooksManage) -> WebhookLis
     "/{webhook_id}",
     response_model=WebhookRead,
     summary="Get one webhook",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def get_webhook(webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage) -> Webhook:
     return await service.get_webhook(session=session, user=user, webhook_id=webhook_id)
@@ -82,7 +84,7 @@ async def get_webhook(webhook_id: uuid.UUID, session: SessionDep, user: Webhooks
     summary="Change a webhook",
     description="Only the fields sent change. `enabled: false` pauses deliveries: those "
     "not yet delivered are given up.",
-    responses=problem_responses(400, *_URL_PROBLEMS, 401, 403, 404),
+    responses=problem_responses(400, *_URL_PROBLEMS, 401, *SCOPE_REFUSALS, 404),
 )
 async def update_webhook(
     webhook_id: uuid.UUID,
@@ -102,7 +104,7 @@ async def update_webhook(
     response_class=Response,
     summary="Delete a webhook",
     description="Its delivery log goes with it, and nothing more is sent.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage) -> None:
     await service.delete_webhook(session=session, user=user, webhook_id=webhook_id)
@@ -114,7 +116,7 @@ async def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, user: Webho
     summary="Rotate a webhook's signing secret",
     description="Answers the new secret (shown only here). For 24 hours deliveries carry "
     "two signatures, one per secret, so receivers can switch at their pace.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def rotate_webhook_secret(
     webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage
@@ -131,7 +133,7 @@ async def rotate_webhook_secret(
     response_class=Response,
     summary="Send a test event",
     description="Queues a `ping` event to the webhook; its delivery shows in the log.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def ping_webhook(webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage) -> None:
     await service.send_test_event(session=session, user=user, webhook_id=webhook_id)
@@ -142,7 +144,7 @@ async def ping_webhook(webhook_id: uuid.UUID, session: SessionDep, user: Webhook
     response_model=DeliveryList,
     summary="The webhook's last deliveries",
     description=f"The last {service.DELIVERY_LOG_LENGTH}, newest first.",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, 401, *SCOPE_REFUSALS, 404),
 )
 async def list_webhook_deliveries(
     webhook_id: uuid.UUID, session: SessionDep, user: WebhooksManage
