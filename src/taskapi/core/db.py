@@ -59,8 +59,12 @@ class DatabaseUnreachable(sa_exc.SQLAlchemyError):
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """`hide_parameters`: a database error's message names the statement but not its
+    values, which may be password hashes or token hashes, and is logged."""
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            settings.database_url, connect_args={"timeout": 30}, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         event.listen(engine.sync_engine, "before_cursor_execute", _sqlite_lock_before_write)
@@ -78,6 +82,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
                 "command_timeout": 30,
                 **pooler_connect_args(settings.database_pooler),
             },
+            hide_parameters=True,
         )
         event.listen(engine.sync_engine, "checkin", _note_checkin)
         event.listen(engine.sync_engine, "checkout", _ping_if_idle)
