@@ -419,6 +419,7 @@ def main() -> None:
             {
                 **common,
                 "APP_ENV": "production",
+                "EMAIL_BACKEND": "console",
                 "REDIS_URL": REDIS_URL,
                 "REDIS_KEY_PREFIX": f"taskapi-bench-{uuid.uuid4().hex[:8]}:",
                 "WORKERS": str(WORKERS),

@@ -310,6 +310,7 @@ async def soak(args: argparse.Namespace) -> int:
                 [sys.executable, "-m", "taskapi", "serve"],
                 {
                     "APP_ENV": "production",
+                    "EMAIL_BACKEND": "console",
                     "DATABASE_URL": database_url.replace("postgresql://", "postgresql+asyncpg://"),
                     "REDIS_URL": args.redis_url,
                     "REDIS_KEY_PREFIX": redis_prefix,

@@ -46,6 +46,10 @@ def settings_error_lines(**values: Any) -> list[str]:
         ({"password_hash_threads": 0}, "PASSWORD_HASH_THREADS: Input should be"),
         ({"log_level": "chatty"}, "LOG_LEVEL: Input should be"),
         ({"app_env": "production"}, "JWT_SECRET_KEY: required when APP_ENV=production"),
+        (
+            {"app_env": "production", "jwt_secret_key": SECRET},
+            "EMAIL_BACKEND: required when APP_ENV=production",
+        ),
     ],
 )
 def test_bad_value_names_variable_and_rule(values: dict[str, object], expected: str) -> None:
@@ -97,8 +101,25 @@ def test_comma_separated_lists_from_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_production_accepts_a_long_secret() -> None:
-    settings = Settings(_env_file=None, app_env="production", jwt_secret_key=SECRET)
+    settings = Settings(
+        _env_file=None, app_env="production", jwt_secret_key=SECRET, email_backend="smtp"
+    )
     assert settings.secret_key == SECRET
+
+
+@pytest.mark.parametrize("backend", ["console", "smtp"])
+def test_production_takes_either_email_backend_when_chosen(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    monkeypatch.setenv("EMAIL_BACKEND", backend)
+    settings = Settings(_env_file=None, app_env="production", jwt_secret_key=SECRET)
+    assert settings.email_backend == backend
+
+
+@pytest.mark.parametrize("app_env", ["development", "test"])
+def test_outside_production_the_email_backend_defaults_to_console(app_env: str) -> None:
+    settings = Settings(_env_file=None, app_env=app_env, jwt_secret_key=SECRET)
+    assert settings.email_backend == "console"
 
 
 def test_development_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
@@ -136,6 +157,31 @@ def test_cli_reports_bad_configuration_in_one_line_without_traceback(tmp_path: P
         "Input should be less than or equal to 1440"
     ]
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "taskapi.db").exists()
+
+
+def test_cli_refuses_production_without_a_chosen_email_backend(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": SECRET,
+        "EMAIL_BACKEND": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "taskapi", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "taskapi: configuration error: EMAIL_BACKEND: required when APP_ENV=production "
+        "(smtp to send email, or console to only log it)"
+    ]
     assert not (tmp_path / "taskapi.db").exists()
 
 

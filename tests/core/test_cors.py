@@ -111,7 +111,9 @@ async def test_empty_cors_origins_by_environment(
     origin: str,
     allowed: bool,
 ) -> None:
-    settings = make_settings(app_env=app_env, jwt_secret_key="cors-test-secret-" + "z" * 32)
+    settings = make_settings(
+        app_env=app_env, jwt_secret_key="cors-test-secret-" + "z" * 32, email_backend="console"
+    )
     assert settings.cors_origins == []
     app = await app_factory(settings)
     async with make_client(app) as client:

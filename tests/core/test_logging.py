@@ -70,7 +70,9 @@ async def test_a_500_logs_no_password_token_or_hash(
     capfd: pytest.CaptureFixture[str],
     environment: str,
 ) -> None:
-    app = await app_factory(make_settings(app_env=environment, jwt_secret_key="k" * 40))
+    app = await app_factory(
+        make_settings(app_env=environment, jwt_secret_key="k" * 40, email_backend="console")
+    )
     reset_token = secrets.token_hex(32)
     async with state_of(app)["sessionmaker"]() as session:
         session.add(

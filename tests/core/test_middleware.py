@@ -33,7 +33,9 @@ async def test_security_headers_on_success_and_error(client: httpx.AsyncClient) 
 
 
 async def test_hsts_in_production(make_settings: SettingsFactory, app_factory: AppFactory) -> None:
-    app = await app_factory(make_settings(app_env="production", jwt_secret_key="s" * 40))
+    app = await app_factory(
+        make_settings(app_env="production", jwt_secret_key="s" * 40, email_backend="console")
+    )
     async with make_client(app) as client:
         response = await client.get("/api/v1/missing")
     assert response.headers["strict-transport-security"].startswith("max-age=")

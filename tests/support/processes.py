@@ -538,6 +538,7 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
                     "PORT": str(port),
                     "LOG_LEVEL": "WARNING",
                     "JWT_SECRET_KEY": "serve-test-secret-" + "x" * 32,
+                    "EMAIL_BACKEND": "console",
                     **env,
                 },
                 stdout=subprocess.DEVNULL,

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     refresh_token_expire_days: int = Field(default=7, ge=1, le=30)
 
     email_backend: Literal["console", "smtp"] = "console"
+    """console only logs each message: in production it must be chosen explicitly."""
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_user: str | None = None
@@ -198,6 +199,17 @@ class Settings(BaseSettings):
             self.jwt_secret_key = secrets.token_urlsafe(48)
         else:
             self.jwt_secret_key = load_or_create_dev_secret(self.dev_secret_path)
+        return self
+
+    @model_validator(mode="after")
+    def _email_backend_chosen_in_production(self) -> Settings:
+        """The console default would put live verification and reset links into the log
+        and send nothing; in production that must be a choice, not an accident."""
+        if self.app_env is Environment.PRODUCTION and "email_backend" not in self.model_fields_set:
+            raise ValueError(
+                "EMAIL_BACKEND: required when APP_ENV=production "
+                "(smtp to send email, or console to only log it)"
+            )
         return self
 
     @property
