@@ -117,9 +117,9 @@ async def test_openapi_documents_problem_json_and_400_not_422(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("OPTIONS", "/api/v1/tasks", "GET, POST"),
-        ("PUT", "/api/v1/tasks/0193a1b2-0000-7000-8000-000000000000", "GET, PATCH, DELETE"),
-        ("POST", "/api/v1/users/me", "GET, PATCH, DELETE"),
+        ("OPTIONS", "/api/v1/tasks", "GET, HEAD, POST"),
+        ("PUT", "/api/v1/tasks/0193a1b2-0000-7000-8000-000000000000", "GET, HEAD, PATCH, DELETE"),
+        ("POST", "/api/v1/users/me", "GET, HEAD, PATCH, DELETE"),
         ("GET", "/api/v1/auth/login", "POST"),
     ],
 )

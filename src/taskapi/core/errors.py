@@ -331,17 +331,21 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route answers at this path. Starlette's own 405 names only the
-    first route that matched the path, while FastAPI makes one route per method (GET and
-    POST /tasks are two), so its `Allow` would leave methods out."""
+    """Every method some route answers at this path, and HEAD wherever GET is (the request
+    middleware answers it). Starlette's own 405 names only the first route that matched the
+    path, while FastAPI makes one route per method (GET and POST /tasks are two), so its
+    `Allow` would leave methods out."""
     routes = request.app.router.routes
-    return ", ".join(
+    allowed = {
         method
         for method in _METHODS
         if any(
             route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
-    )
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(method for method in _METHODS if method in allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:

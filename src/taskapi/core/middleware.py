@@ -1,7 +1,10 @@
 """Pure ASGI middleware wrapped around every request.
 
-One layer does request id, access log, security headers and the last-resort 500: each
-needs the same start/finish hooks, and every extra ASGI layer costs on each request.
+One layer does request id, access log, security headers, HEAD and the last-resort 500:
+each needs the same start/finish hooks, and every extra ASGI layer costs on each request.
+
+HEAD is answered wherever GET is (RFC 9110 §9.3.2; load balancers probe with it): the
+layers inside see a GET, and the body of its answer is left out, whichever server runs us.
 """
 
 from __future__ import annotations
@@ -54,9 +57,13 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        method: str = scope["method"]
+        inner_scope = {**scope, "method": "GET"} if method == "HEAD" else scope
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
+            if method == "HEAD" and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 await send(message)
                 # A route's background tasks run after this, inside the same ASGI call:
@@ -77,9 +84,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(inner_scope, receive, send_with_headers)
         except Exception:
-            log.exception("unhandled_error", method=scope["method"], path=path)
+            log.exception("unhandled_error", method=method, path=path)
             if response_started:
                 raise
             await send_problem(
@@ -93,7 +100,7 @@ class RequestContextMiddleware:
             finished = state.get(RESPONSE_SENT_AT) or time.perf_counter()
             log.info(
                 "request",
-                method=scope["method"],
+                method=method,
                 path=path,
                 status=status,
                 duration_ms=round((finished - started) * 1000, 2),
