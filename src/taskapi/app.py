@@ -136,6 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         servers=[{"url": "/", "description": "The host that serves this document"}],
         generate_unique_id_function=operation_id,
         lifespan=_lifespan(settings),
+        # Starlette's trailing-slash redirect builds an absolute URL from the Host header,
+        # which the client chooses; a path that is not a route is a 404 instead.
+        redirect_slashes=False,
         openapi_tags=[
             {"name": "auth", "description": "Registration, verification, sessions, passwords"},
             {"name": "users", "description": "The signed-in account"},
