@@ -1,7 +1,8 @@
 """Bodies and query parameters of the task endpoints.
 
-Every datetime that comes in is made timezone-aware: a naive one is taken as UTC. Every
-datetime that goes out is UTC with an offset (`Z`).
+Every datetime that comes in is made timezone-aware (a naive one is taken as UTC) and must
+fall within the years 1 to 9998 in UTC. Every datetime that goes out is UTC with an offset
+(`Z`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,25 @@ def _iso_date_time(value: object) -> object:
     raise ValueError("Must be a date-time such as 2030-12-01T17:00:00Z")
 
 
+MIN_YEAR = 1
+MAX_YEAR = 9998
+"""A year short of datetime's end, so the value can still be shown in any time zone."""
+_OUT_OF_RANGE = f"Must be within the years {MIN_YEAR} to {MAX_YEAR} (in UTC)"
+
+
+def in_supported_years(value: datetime) -> datetime:
+    """The value in UTC, or ValueError when that leaves the supported years: converting
+    9999-12-31T23:59:59-01:00 to UTC would otherwise overflow (a 500), as would any later
+    arithmetic on a value at datetime's edge."""
+    try:
+        utc = as_utc(value)
+    except OverflowError:
+        raise ValueError(_OUT_OF_RANGE) from None
+    if not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(_OUT_OF_RANGE)
+    return utc
+
+
 def _not_in_past(value: datetime) -> datetime:
     if value < datetime.now(UTC):
         raise ValueError("Due date must not be in the past")
@@ -68,19 +88,14 @@ def _reminder_not_in_past(value: datetime) -> datetime:
     return value
 
 
-UTCDatetime = Annotated[datetime, BeforeValidator(_iso_date_time), AfterValidator(as_utc)]
-DueDate = Annotated[
-    datetime,
-    BeforeValidator(_iso_date_time),
-    AfterValidator(as_utc),
-    AfterValidator(_not_in_past),
+UTCDatetime = Annotated[datetime, AfterValidator(as_utc)]
+"""A datetime the API answers with."""
+DatetimeInput = Annotated[
+    datetime, BeforeValidator(_iso_date_time), AfterValidator(in_supported_years)
 ]
-RemindAt = Annotated[
-    datetime,
-    BeforeValidator(_iso_date_time),
-    AfterValidator(as_utc),
-    AfterValidator(_reminder_not_in_past),
-]
+"""A datetime a client sends."""
+DueDate = Annotated[DatetimeInput, AfterValidator(_not_in_past)]
+RemindAt = Annotated[DatetimeInput, AfterValidator(_reminder_not_in_past)]
 RecurrenceRule = Annotated[str, NoNul()]
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200), NoNul()
@@ -142,7 +157,8 @@ class TaskCreate(BaseModel):
     description: Description | None = Field(None, description="At most 2000 characters.")
     priority: TaskPriority = TaskPriority.MEDIUM
     due_date: DueDate | None = Field(
-        None, description="Not in the past. Without an offset it is taken as UTC."
+        None,
+        description="Not in the past, not after 9998 (UTC). Without an offset it is UTC.",
     )
     remind_at: RemindAt | None = Field(None, description=_REMIND_AT)
     recurrence: RecurrenceRule | None = Field(None, description=_RECURRENCE)
@@ -160,7 +176,9 @@ class TaskUpdate(BaseModel):
     description: Description | None = Field(None, description="`null` clears it.")
     status: Omittable[TaskStatus] = None
     priority: Omittable[TaskPriority] = None
-    due_date: DueDate | None = Field(None, description="Not in the past; `null` clears it.")
+    due_date: DueDate | None = Field(
+        None, description="Not in the past, not after 9998 (UTC); `null` clears it."
+    )
     remind_at: RemindAt | None = Field(None, description=_REMIND_AT + " `null` clears it.")
     recurrence: RecurrenceRule | None = Field(
         None, description=_RECURRENCE + " `null` ends the series."
@@ -228,8 +246,8 @@ class TaskSortField(enum.StrEnum):
 class TaskListQuery(BaseModel):
     status: TaskStatus | None = None
     priority: TaskPriority | None = None
-    due_date_from: UTCDatetime | None = Field(None, description="Due at or after (inclusive).")
-    due_date_to: UTCDatetime | None = Field(None, description="Due at or before (inclusive).")
+    due_date_from: DatetimeInput | None = Field(None, description="Due at or after (inclusive).")
+    due_date_to: DatetimeInput | None = Field(None, description="Due at or before (inclusive).")
     category_id: uuid.UUID | None = Field(None, description="Only tasks in this category.")
     q: SearchText | None = Field(
         None,

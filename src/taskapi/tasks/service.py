@@ -45,7 +45,7 @@ from taskapi.categories.models import Category
 from taskapi.categories.service import CategoryNotFound
 from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired, Problem
 from taskapi.core.events import Render, publish
-from taskapi.core.models import as_utc, utcnow
+from taskapi.core.models import utcnow
 from taskapi.core.pagination import (
     InvalidCursor,
     Page,
@@ -75,6 +75,7 @@ from taskapi.tasks.schemas import (
     TaskSortField,
     TaskStats,
     TaskUpdate,
+    in_supported_years,
 )
 
 LIKE_ESCAPE = "\\"
@@ -394,9 +395,9 @@ def _decode_position(cursor: str, order: _Order, dialect: Dialect) -> _Position:
 def _key_from_json(field: str, raw: Any, dialect: Dialect) -> Any:
     match field:
         case TaskSortField.CREATED_AT | TaskSortField.UPDATED_AT | "deleted_at":
-            return as_utc(datetime.fromisoformat(raw))
+            return in_supported_years(datetime.fromisoformat(raw))
         case TaskSortField.DUE_DATE:
-            return None if raw is None else as_utc(datetime.fromisoformat(raw))
+            return None if raw is None else in_supported_years(datetime.fromisoformat(raw))
         case TaskSortField.PRIORITY | TaskSortField.STATUS:
             members = TaskPriority if field == TaskSortField.PRIORITY else TaskStatus
             if dialect.name == "postgresql":
