@@ -1,5 +1,6 @@
 """Keyset pagination: every sort field and direction walks the same rows as page numbers."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,6 +127,21 @@ async def test_cursor_never_shows_another_users_tasks(
 )
 async def test_bad_cursor_is_400(client: httpx.AsyncClient, alice: SignedIn, cursor: str) -> None:
     response = await client.get(TASKS, params={"cursor": cursor}, headers=alice.headers)
+    assert_problem(response, 400, "invalid_cursor")
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_forged_title_cursor_with_a_nul_is_400(
+    client: httpx.AsyncClient, alice: SignedIn, add_task: AddTask, order: str
+) -> None:
+    """PostgreSQL's text cannot hold NUL: the driver failed the query with a 500."""
+    await add_task(alice.user, title="any title")
+    cursor = encode_cursor({"s": "title", "o": order, "k": "a\x00b", "i": str(uuid.uuid4())})
+    response = await client.get(
+        TASKS,
+        params={"cursor": cursor, "sort_by": "title", "sort_order": order},
+        headers=alice.headers,
+    )
     assert_problem(response, 400, "invalid_cursor")
 
 

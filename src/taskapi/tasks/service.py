@@ -408,6 +408,9 @@ def _key_from_json(field: str, raw: Any, dialect: Dialect) -> Any:
         case TaskSortField.TITLE:
             if not isinstance(raw, str):
                 raise TypeError("text expected")
+            if "\x00" in raw:
+                # No title holds one (core/text.py), and PostgreSQL refuses it in a query.
+                raise ValueError("NUL in a title")
             return raw
         case _:
             raise ValueError(f"unknown sort {field!r}")
