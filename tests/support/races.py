@@ -1,12 +1,23 @@
-"""A served app for the races: accounts registered through it, verified in its database."""
+"""A served app for the races: accounts registered through it, verified in its database;
+and a barrier that releases racing requests at once.
+
+The barrier holds an account's user row FOR UPDATE while the test starts its requests and
+waits until every one of them is blocked on a lock (so each has done all it does before
+touching the row, argon2 included); leaving it commits, and the requests then really
+overlap, in the order they reached the lock, every run.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskapi.auth.models import User
@@ -45,3 +56,35 @@ class RaceServer:
             await connection.execute(update(User).where(User.email == email).values(is_active=True))
         body = response.json()
         return Account(email, body["access_token"], body["refresh_token"])
+
+
+BARRIER_TIMEOUT_SECONDS = 60
+
+WaitForBlocked = Callable[[int], Awaitable[None]]
+
+
+async def _blocked_on_locks(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        blocked = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return int(blocked or 0)
+
+
+@asynccontextmanager
+async def user_row_barrier(engine: AsyncEngine, email: str) -> AsyncIterator[WaitForBlocked]:
+    """Holds the user row FOR UPDATE until the block ends; the callable it gives returns
+    once that many requests wait on a lock."""
+
+    async def wait_for_blocked(count: int) -> None:
+        deadline = time.monotonic() + BARRIER_TIMEOUT_SECONDS
+        while (blocked := await _blocked_on_locks(engine)) < count:
+            assert time.monotonic() < deadline, f"{blocked} of {count} requests reached the lock"
+            await asyncio.sleep(0.02)
+
+    async with engine.connect() as connection, connection.begin():
+        await connection.execute(select(User.id).where(User.email == email).with_for_update())
+        yield wait_for_blocked

@@ -1,0 +1,80 @@
+"""Account rules that must hold against concurrent requests, over real HTTP to two workers
+on PostgreSQL.
+Each test releases its requests at once through the user-row barrier of
+tests/support/races.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from taskapi.auth.models import RefreshToken, User
+from tests.support.factories import DEFAULT_PASSWORD
+from tests.support.races import RaceServer, user_row_barrier
+
+pytestmark = pytest.mark.needs_services(
+    "postgresql",
+    reason="races need PostgreSQL's row locks and several workers; the PostgreSQL pass runs them",
+)
+
+WRONG_PASSWORD = "Wr0ng!Passw0rd"
+WRONG_GUESSES = 30
+
+
+def _codes(responses: list[httpx.Response]) -> Counter[tuple[int, str | None]]:
+    return Counter(
+        (r.status_code, r.json().get("code") if r.status_code >= 400 else None) for r in responses
+    )
+
+
+async def test_thirty_wrong_passwords_and_the_right_one_at_once_keep_the_lock(
+    race_server: RaceServer,
+) -> None:
+    """The right password, checked while the wrong ones lock the account, must not get in
+    nor lift the lock (issue 17: 200 after 15 account_locked answers)."""
+    account = await race_server.verified_account()
+    wrong = {"email": account.email, "password": WRONG_PASSWORD}
+    right = {"email": account.email, "password": DEFAULT_PASSWORD}
+    async with race_server.client() as client:
+        async with user_row_barrier(race_server.engine, account.email) as wait_for_blocked:
+            guesses = [
+                asyncio.create_task(client.post("/api/v1/auth/login", json=wrong))
+                for _ in range(WRONG_GUESSES)
+            ]
+            await wait_for_blocked(WRONG_GUESSES)
+            owner = asyncio.create_task(client.post("/api/v1/auth/login", json=right))
+            await wait_for_blocked(WRONG_GUESSES + 1)
+        answers = await asyncio.gather(*guesses)
+        owner_answer = await owner
+
+    assert owner_answer.status_code == 403, owner_answer.text
+    assert owner_answer.json()["code"] == "account_locked"
+    assert _codes(answers) == {
+        (401, "invalid_credentials"): 4,
+        (403, "account_locked"): WRONG_GUESSES - 4,
+    }
+    locks = {r.json()["locked_until"] for r in [*answers, owner_answer] if r.status_code == 403}
+    assert len(locks) == 1, "one lock, set once, never lifted and set again"
+    async with race_server.engine.connect() as connection:
+        stored = (
+            await connection.execute(
+                select(User.failed_login_attempts, User.locked_until).where(
+                    User.email == account.email
+                )
+            )
+        ).one()
+        issued = await connection.scalar(
+            select(func.count())
+            .select_from(RefreshToken)
+            .join(User, User.id == RefreshToken.user_id)
+            .where(User.email == account.email)
+        )
+    assert stored.failed_login_attempts == 5
+    assert stored.locked_until == datetime.fromisoformat(locks.pop())
+    assert issued == 1, "only the registration's token: the right password got none"
