@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Coroutine
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from taskapi.auth.models import RefreshToken, User
+from taskapi.tasks.models import Task
 from tests.support.factories import DEFAULT_PASSWORD
 from tests.support.races import RaceServer, user_row_barrier
 
@@ -78,3 +81,39 @@ async def test_thirty_wrong_passwords_and_the_right_one_at_once_keep_the_lock(
     assert stored.failed_login_attempts == 5
     assert stored.locked_until == datetime.fromisoformat(locks.pop())
     assert issued == 1, "only the registration's token: the right password got none"
+
+
+@pytest.mark.parametrize("create_first", [True, False], ids=["create_first", "delete_first"])
+async def test_task_creation_racing_account_deletion_is_201_or_401(
+    race_server: RaceServer, create_first: bool
+) -> None:
+    """Never the 500 of a foreign-key violation: a task created after its owner was
+    deleted is refused as unauthenticated; one created before goes with the account."""
+    account = await race_server.verified_account()
+    async with race_server.client() as client:
+
+        def create() -> Coroutine[Any, Any, httpx.Response]:
+            return client.post(
+                "/api/v1/tasks", json={"title": "Racing the deletion"}, headers=account.headers
+            )
+
+        def delete() -> Coroutine[Any, Any, httpx.Response]:
+            return client.delete("/api/v1/users/me", headers=account.headers)
+
+        first, second = (create, delete) if create_first else (delete, create)
+        async with user_row_barrier(race_server.engine, account.email) as wait_for_blocked:
+            started_first = asyncio.create_task(first())
+            await wait_for_blocked(1)
+            started_second = asyncio.create_task(second())
+            await wait_for_blocked(2)
+        first_answer, second_answer = await started_first, await started_second
+    created, deleted = (
+        (first_answer, second_answer) if create_first else (second_answer, first_answer)
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert created.status_code == (201 if create_first else 401), created.text
+    async with race_server.engine.connect() as connection:
+        tasks = await connection.scalar(
+            select(func.count()).select_from(Task).where(Task.title == "Racing the deletion")
+        )
+    assert tasks == 0

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.auth.models import User
 from taskapi.categories.models import Category
 from taskapi.categories.schemas import CategoryCreate, CategoryRead, CategoryUpdate
-from taskapi.core.errors import Conflict, NotFound
+from taskapi.core.db import is_foreign_key_violation
+from taskapi.core.errors import AccountGone, Conflict, NotFound
 from taskapi.core.events import Render, publish
 
 
@@ -110,10 +111,13 @@ async def _unique_name(session: AsyncSession) -> AsyncIterator[None]:
 
     The changes must be made inside: the savepoint keeps the request's transaction usable
     after the violation (PostgreSQL aborts a transaction on any error inside it), and
-    starting one flushes whatever is pending outside it.
+    starting one flushes whatever is pending outside it. The only other constraint a
+    category write can break is its owner's foreign key: the account was deleted meanwhile.
     """
     try:
         async with session.begin_nested():
             yield
     except IntegrityError as error:
+        if is_foreign_key_violation(error):
+            raise AccountGone() from error
         raise CategoryExists() from error

@@ -353,6 +353,15 @@ def is_database_unavailable(error: BaseException) -> bool:
     return isinstance(sqlite_error, str) and sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
 
 
+def is_foreign_key_violation(error: sa_exc.IntegrityError) -> bool:
+    """A row referred to one that does not exist (any more): SQLSTATE 23503 on PostgreSQL,
+    SQLite's extended FOREIGNKEY code."""
+    return (
+        getattr(error.orig, "sqlstate", None) == "23503"
+        or getattr(error.orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
+    )
+
+
 async def _database_error_handler(request: Request, error: Exception) -> Any:
     """503 problem for an unreachable database; anything else goes on to the last-resort 500.
     The body says nothing about the database (no SQL, driver text, host or port); the log

@@ -62,6 +62,14 @@ class Unauthorized(AppError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, keep_changes=keep_changes)
 
 
+class AccountGone(Unauthorized):
+    """The caller was authenticated, then the account was deleted before a write that
+    refers to it: what the next request would be told."""
+
+    def __init__(self) -> None:
+        super().__init__("The account no longer exists.")
+
+
 class Forbidden(AppError):
     status = 403
     code = "forbidden"

@@ -43,7 +43,15 @@ from taskapi.auth.models import User
 from taskapi.categories import service as categories_service
 from taskapi.categories.models import Category
 from taskapi.categories.service import CategoryNotFound
-from taskapi.core.errors import BadRequest, Conflict, NotFound, PreconditionRequired, Problem
+from taskapi.core.db import is_foreign_key_violation
+from taskapi.core.errors import (
+    AccountGone,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionRequired,
+    Problem,
+)
 from taskapi.core.events import Render, publish
 from taskapi.core.models import utcnow
 from taskapi.core.pagination import (
@@ -159,6 +167,8 @@ _GET_TASK = (
 
 
 async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) -> Task:
+    """A new task refers to no row but its owner: a foreign-key violation means the account
+    was deleted after this request authenticated (a 401, as on the next request)."""
     recurrence = _checked_recurrence(data.recurrence, due_date=data.due_date)
     now = utcnow()
     task = Task(
@@ -176,7 +186,12 @@ async def create_task(*, session: AsyncSession, user: User, data: TaskCreate) ->
         updated_at=now,
     )
     session.add(task)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        if is_foreign_key_violation(error):
+            raise AccountGone() from error
+        raise
     if task.remind_at is not None:
         await arm_reminder(session, task_id=task.id, remind_at=task.remind_at)
     await publish(session, user_id=user.id, type="task.created", render=_as_read(task))
