@@ -1,7 +1,13 @@
 """Pure ASGI middleware wrapped around every request.
 
-One layer does request id, access log, security headers, HEAD and the last-resort 500:
-each needs the same start/finish hooks, and every extra ASGI layer costs on each request.
+One layer does request id, access log, security headers, the header size cap, HEAD and
+the last-resort 500: each needs the same start/finish hooks, and every extra ASGI layer
+costs on each request.
+
+Headers are capped here, before anything reads them (the rate limiter verifies a bearer
+token's signature): at most 16 KiB in all and 4 KiB of Authorization, or 431. The server in
+front may hold a larger header block in memory first (uvicorn with httptools has no limit
+of its own); this cap holds behind any server.
 
 HEAD is answered wherever GET is (RFC 9110 §9.3.2; load balancers probe with it): the
 layers inside see a GET, and the body of its answer is left out, whichever server runs us.
@@ -18,6 +24,11 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.errors import PROBLEM_JSON, send_problem
+
+MAX_HEADER_BYTES = 16 * 1024
+"""All request headers together, each counted as sent: name, value, ": " and CRLF."""
+MAX_AUTHORIZATION_BYTES = 4 * 1024
+"""Our tokens are a few hundred bytes; anything much longer is refused before decoding."""
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _API_PATH_PREFIXES = ("/api/", "/health")
@@ -84,7 +95,18 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(inner_scope, receive, send_with_headers)
+            oversized = _oversized_headers(scope["headers"])
+            if oversized is None:
+                await self.app(inner_scope, receive, send_with_headers)
+            else:
+                await send_problem(
+                    send_with_headers,
+                    status=431,
+                    code="request_headers_too_large",
+                    detail=oversized,
+                    request_id=request_id,
+                    headers=[(b"connection", b"close")],
+                )
         except Exception:
             log.exception("unhandled_error", method=method, path=path)
             if response_started:
@@ -114,6 +136,18 @@ def _is_problem(headers: list[tuple[bytes, bytes]]) -> bool:
     return (b"content-type", PROBLEM_JSON.encode()) in (
         (name.lower(), value) for name, value in headers
     )
+
+
+def _oversized_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why the request's headers are refused, or None."""
+    total = 0
+    for name, value in headers:
+        if name == b"authorization" and len(value) > MAX_AUTHORIZATION_BYTES:
+            return f"The Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes."
+        total += len(name) + len(value) + 4
+    if total > MAX_HEADER_BYTES:
+        return f"The request headers are larger than {MAX_HEADER_BYTES} bytes in all."
+    return None
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
