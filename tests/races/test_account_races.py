@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from taskapi.auth.models import RefreshToken, User
+from taskapi.core.models import utcnow
+from taskapi.core.security import hash_token, new_opaque_token
 from taskapi.tasks.models import Task
 from tests.support.factories import DEFAULT_PASSWORD
 from tests.support.races import RaceServer, user_row_barrier
@@ -117,3 +119,92 @@ async def test_task_creation_racing_account_deletion_is_201_or_401(
             select(func.count()).select_from(Task).where(Task.title == "Racing the deletion")
         )
     assert tasks == 0
+
+
+async def _reset_link_token(race_server: RaceServer, email: str) -> str:
+    """A reset token stored for the account, as forgot-password would email it."""
+    token = new_opaque_token()
+    async with race_server.engine.begin() as connection:
+        await connection.execute(
+            update(User)
+            .where(User.email == email)
+            .values(
+                password_reset_token_hash=hash_token(token),
+                password_reset_expires_at=utcnow() + timedelta(hours=1),
+            )
+        )
+    return token
+
+
+async def _live_refresh_tokens(race_server: RaceServer, email: str) -> int:
+    async with race_server.engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                select(func.count())
+                .select_from(RefreshToken)
+                .join(User, User.id == RefreshToken.user_id)
+                .where(User.email == email, RefreshToken.revoked_at.is_(None))
+            )
+            or 0
+        )
+
+
+REVOCATIONS = ["logout_all", "reset_password", "delete_account"]
+
+
+@pytest.mark.parametrize("revocation", REVOCATIONS)
+@pytest.mark.parametrize("refresh_first", [True, False], ids=["refresh_first", "revoke_first"])
+async def test_revocation_racing_a_refresh_ends_what_the_refresh_issued(
+    race_server: RaceServer, revocation: str, refresh_first: bool
+) -> None:
+    """Logout-all, a password reset and account deletion against a refresh of the same
+    account: never a deadlock's 500, and whichever commits first, the tokens the refresh
+    hands out are dead afterwards (issue 17: a refresh committing during logout-all kept a
+    working access token and refresh chain; reset and delete deadlocked with it)."""
+    account = await race_server.verified_account()
+    reset_token = await _reset_link_token(race_server, account.email)
+    async with race_server.client() as client:
+
+        def refresh() -> Coroutine[Any, Any, httpx.Response]:
+            return client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
+            )
+
+        def revoke() -> Coroutine[Any, Any, httpx.Response]:
+            match revocation:
+                case "logout_all":
+                    return client.post("/api/v1/auth/logout-all", headers=account.headers)
+                case "reset_password":
+                    return client.post(
+                        "/api/v1/auth/reset-password",
+                        json={"token": reset_token, "new_password": "N3w!Passw0rd"},
+                    )
+                case _:
+                    return client.delete("/api/v1/users/me", headers=account.headers)
+
+        first, second = (refresh, revoke) if refresh_first else (revoke, refresh)
+        async with user_row_barrier(race_server.engine, account.email) as wait_for_blocked:
+            started_first = asyncio.create_task(first())
+            await wait_for_blocked(1)
+            started_second = asyncio.create_task(second())
+            await wait_for_blocked(2)
+        first_answer, second_answer = await started_first, await started_second
+        refreshed, revoked = (
+            (first_answer, second_answer) if refresh_first else (second_answer, first_answer)
+        )
+
+        assert revoked.status_code == 204, revoked.text
+        assert refreshed.status_code in (200, 401), refreshed.text
+        if refreshed.status_code == 200:
+            tokens = refreshed.json()
+            me = await client.get(
+                "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+            )
+            assert me.status_code == 401, "the refreshed access token outlived the revocation"
+            again = await client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+            )
+            assert again.status_code == 401, "the refreshed refresh token outlived it"
+        else:
+            assert refreshed.json()["code"] == "invalid_refresh_token"
+    assert await _live_refresh_tokens(race_server, account.email) == 0

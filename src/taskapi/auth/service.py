@@ -9,6 +9,12 @@ invalidating a cached user has exactly one home.
 Every login (or registration) starts a refresh-token family, what users call a session: its
 id travels in every access token as the `sid` claim, and each refresh rotates the token
 within it. In code it is always a family, never a session: that word is the database's.
+
+Locks are taken in one order everywhere: the user row first, then its refresh tokens. A
+refresh locks the user before it rotates, and every revocation (logout, logout-all, password
+change and reset, account deletion) locks the user before it reads the clock or touches a
+token, so the two never deadlock, and a revocation sees every token a refresh committed
+before it and dates itself after them.
 """
 
 from __future__ import annotations
@@ -348,10 +354,18 @@ async def refresh(
     *, session: AsyncSession, cache: UserCache, settings: Settings, refresh_token: str
 ) -> LoginTokens:
     """Rotate: the presented token dies in the same statement that proves it was alive, so
-    of two concurrent refreshes with one token exactly one wins. Its family must still be
-    live, checked after the rotation (the lock order of auth/families.py)."""
-    now = utcnow()
+    of two concurrent refreshes with one token exactly one wins. The owner's row is locked
+    first (see the module's lock order), so a revocation is wholly before or after; the
+    family must still be live, checked after the rotation (auth/families.py)."""
     token_hash = hash_token(refresh_token)
+    owner_id = await session.scalar(
+        select(RefreshToken.user_id).where(RefreshToken.token_hash == token_hash)
+    )
+    user = None if owner_id is None else await _lock_user(session=session, user_id=owner_id)
+    if user is None:
+        record_auth_failure("invalid_refresh_token")
+        raise InvalidRefreshToken("The refresh token is invalid, expired or revoked.")
+    now = utcnow()
     rotated = (
         await session.execute(
             update(RefreshToken)
@@ -361,7 +375,7 @@ async def refresh(
                 RefreshToken.expires_at > now,
             )
             .values(revoked_at=now)
-            .returning(RefreshToken.user_id, RefreshToken.family_id, RefreshToken.created_at)
+            .returning(RefreshToken.family_id, RefreshToken.created_at)
             .execution_options(synchronize_session=False)
         )
     ).one_or_none()
@@ -371,10 +385,7 @@ async def refresh(
         raise InvalidRefreshToken(
             "The refresh token is invalid, expired or revoked.", keep_changes=reused
         )
-    user = await session.get(User, rotated.user_id)
-    if user is None or (
-        user.tokens_valid_after is not None and user.tokens_valid_after > rotated.created_at
-    ):
+    if user.tokens_valid_after is not None and user.tokens_valid_after > rotated.created_at:
         record_auth_failure("invalid_refresh_token")
         raise InvalidRefreshToken("The refresh token is invalid, expired or revoked.")
     if not await families.extend(
@@ -415,7 +426,10 @@ async def logout(
     *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID, refresh_token: str
 ) -> None:
     """End the family the refresh token belongs to, its access tokens included, if it is
-    the caller's; silent otherwise."""
+    the caller's; silent otherwise. The user row first: a refresh of the family committing
+    meanwhile is then ended too."""
+    if await _lock_user(session=session, user_id=user_id) is None:
+        raise Unauthorized()
     family_id = await session.scalar(
         select(RefreshToken.family_id).where(
             RefreshToken.token_hash == hash_token(refresh_token), RefreshToken.user_id == user_id
@@ -426,6 +440,10 @@ async def logout(
 
 
 async def logout_all(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:
+    """The clock is read once the user row is locked: every refresh that committed before
+    is then revoked, and every access token it issued is older than `tokens_valid_after`."""
+    if await _lock_user(session=session, user_id=user_id) is None:
+        raise Unauthorized()
     now = utcnow()
     await families.revoke_all(session=session, cache=cache, user_id=user_id, now=now)
     await session.execute(
@@ -472,6 +490,9 @@ async def reset_password(
     if user_id is None:
         raise _invalid_reset_link()
     password_hash = await hasher.hash(new_password)
+    # Locked before the clock is read (the module's lock order); FOR UPDATE, the lock the
+    # UPDATE of a unique column below takes anyway, so it is never upgraded while held.
+    await _lock_user(session=session, user_id=user_id, for_key_update=True)
     now = utcnow()
     # Conditional on the token still being there: a racing reset with it has already won.
     changed = await session.scalar(
@@ -531,6 +552,8 @@ async def change_password(
     if not await hasher.verify(current_password, current_hash):
         raise _incorrect_password()
     new_hash = await hasher.hash(new_password)
+    if await _lock_user(session=session, user_id=user_id) is None:
+        raise Unauthorized()
     now = utcnow()
     changed = await session.scalar(
         update(User)
@@ -574,9 +597,25 @@ def _incorrect_password() -> IncorrectPassword:
 
 async def delete_account(*, session: AsyncSession, cache: UserCache, user_id: uuid.UUID) -> None:
     """Tasks, categories, their links, sessions and personal access tokens go with the row
-    (ON DELETE CASCADE)."""
+    (ON DELETE CASCADE). The DELETE locks the user row before the cascade reaches any token
+    (the lock order)."""
     await session.execute(delete(User).where(User.id == user_id))
     cache.invalidate_after_commit(session, user_id)
+
+
+async def _lock_user(
+    *, session: AsyncSession, user_id: uuid.UUID, for_key_update: bool = False
+) -> User | None:
+    """The user row, locked and read afresh; the first lock of every token change.
+
+    FOR NO KEY UPDATE on PostgreSQL unless `for_key_update`: tasks and tokens referring to
+    the user stay insertable meanwhile. On SQLite, BEGIN IMMEDIATE (core/db.py)."""
+    return await session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(key_share=not for_key_update)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def _user_for_update(*, session: AsyncSession, user_id: uuid.UUID) -> User:
