@@ -11,18 +11,21 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
+from taskapi.auth.models import User
 from taskapi.core.config import Settings
 from taskapi.core.ratelimit import (
     MemorySlidingWindow,
+    PublicOperations,
     RedisSlidingWindow,
     SlidingWindowLimiter,
 )
 from taskapi.core.redis import create_redis
 from tests.support.apps import SECURITY_HEADERS, AppFactory, SettingsFactory, make_client, state_of
-from tests.support.factories import sign_in
+from tests.support.factories import DEFAULT_PASSWORD, create_user, sign_in
 from tests.support.processes import OwnRedis
 
 LIMITED_PATH = "/api/v1/does-not-exist"
@@ -242,6 +245,124 @@ async def test_token_of_another_secret_counts_as_anonymous(
     signed = await sign_in(limited_session, foreign)
     response = await limited_client.get(LIMITED_PATH, headers=signed.headers)
     assert_rate_limit_headers(response, limit=ANONYMOUS_LIMIT, remaining=ANONYMOUS_LIMIT - 1)
+
+
+PUBLIC_OPERATIONS = [
+    "/api/v1/auth/register",
+    "/api/v1/auth/verify-email",
+    "/api/v1/auth/resend-verification",
+    "/api/v1/auth/login",
+    "/api/v1/auth/token",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/forgot-password",
+    "/api/v1/auth/reset-password",
+]
+
+
+async def test_the_public_operations_are_those_without_security(limited_app: FastAPI) -> None:
+    """What the limiter treats as public comes from the document: these, and nothing that
+    takes a bearer token."""
+    public = PublicOperations(limited_app.openapi())
+    document = limited_app.openapi()["paths"]
+    api_operations = [
+        (method.upper(), path)
+        for path, operations in document.items()
+        for method in operations
+        if path.startswith("/api/")
+    ]
+    assert sorted(path for method, path in api_operations if (method, path) in public) == sorted(
+        PUBLIC_OPERATIONS
+    )
+    assert all(method == "POST" for method, path in api_operations if path in PUBLIC_OPERATIONS)
+    assert ("POST", "/api/v1/auth/logout-all") not in public
+    assert ("GET", "/api/v1/tasks/00000000-0000-0000-0000-000000000000") not in public
+
+
+@pytest.mark.parametrize("path", PUBLIC_OPERATIONS)
+async def test_a_bearer_never_lifts_the_client_ip_limit_of_a_public_operation(
+    limited_client: httpx.AsyncClient,
+    limited_session: AsyncSession,
+    limited_settings: Settings,
+    path: str,
+) -> None:
+    """Issue 17: any valid access token moved sign-in, registration and the email routes
+    into that user's larger bucket (forgot-password: 429, then 202 x40 with a bearer)."""
+    signed = await sign_in(limited_session, limited_settings)
+    for remaining in range(ANONYMOUS_LIMIT - 1, -1, -1):
+        response = await limited_client.post(path, json={}, headers=signed.headers)
+        assert response.status_code == 400, response.text
+        assert_rate_limit_headers(response, limit=ANONYMOUS_LIMIT, remaining=remaining)
+    with_bearer = await limited_client.post(path, json={}, headers=signed.headers)
+    assert with_bearer.status_code == 429
+    assert with_bearer.json()["code"] == "rate_limited"
+    without = await limited_client.post(path, json={})
+    assert without.status_code == 429
+    elsewhere = await limited_client.get(LIMITED_PATH, headers=signed.headers)
+    assert elsewhere.status_code == 404, "the user's own bucket is untouched"
+    assert_rate_limit_headers(elsewhere, limit=USER_LIMIT, remaining=USER_LIMIT - 1)
+
+
+ACCOUNT_LIMIT = 3
+
+
+async def test_sign_ins_are_limited_per_target_account(
+    make_settings: SettingsFactory, app_factory: AppFactory
+) -> None:
+    """However many client IPs (here: a client IP limit out of reach), one account takes
+    RATE_LIMIT_LOGIN_PER_ACCOUNT_PER_MINUTE sign-in attempts a minute, JSON and form
+    together; the next is a 429 before its password is checked, and other accounts are
+    not affected."""
+    settings = make_settings(
+        enable_rate_limiting=True,
+        rate_limit_anonymous_per_minute=1000,
+        rate_limit_login_per_account_per_minute=ACCOUNT_LIMIT,
+    )
+    app = await app_factory(settings)
+    async with state_of(app)["sessionmaker"]() as session:
+        alice = await create_user(session)
+        bob = await create_user(session)
+    wrong = "Wr0ng!Passw0rd"
+    async with make_client(app) as client:
+        answers = [
+            await client.post("/api/v1/auth/login", json={"email": alice.email, "password": wrong}),
+            await client.post(
+                "/api/v1/auth/token", data={"username": alice.email, "password": wrong}
+            ),
+            await client.post(
+                "/api/v1/auth/login", json={"email": alice.email.upper(), "password": wrong}
+            ),
+        ]
+        refused = await client.post(
+            "/api/v1/auth/login", json={"email": alice.email, "password": DEFAULT_PASSWORD}
+        )
+        other = await client.post(
+            "/api/v1/auth/login", json={"email": bob.email, "password": DEFAULT_PASSWORD}
+        )
+        unknown = [
+            await client.post(
+                "/api/v1/auth/login", json={"email": "nobody@example.com", "password": wrong}
+            )
+            for _ in range(ACCOUNT_LIMIT + 1)
+        ]
+    assert [answer.status_code for answer in answers] == [401] * ACCOUNT_LIMIT
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert other.status_code == 200, other.text
+    assert [answer.status_code for answer in unknown] == [401] * ACCOUNT_LIMIT + [429]
+    async with state_of(app)["sessionmaker"]() as session:
+        attempts = await session.scalar(
+            select(User.failed_login_attempts).where(User.id == alice.id)
+        )
+    assert attempts == ACCOUNT_LIMIT, "the refused attempt was never checked"
+
+
+async def test_per_account_limit_is_off_with_rate_limiting(client: httpx.AsyncClient) -> None:
+    for _ in range(12):
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "Wr0ng!Pass"}
+        )
+        assert response.status_code == 401
 
 
 @pytest.mark.parametrize(

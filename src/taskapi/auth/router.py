@@ -35,6 +35,7 @@ from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
 from taskapi.core.errors import AppError
 from taskapi.core.openapi import problem_responses, request_body
+from taskapi.core.ratelimit import limit_attempts_on_account
 from taskapi.core.schemas import document_not_nullable
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -63,6 +64,20 @@ async def login_credentials(request: Request) -> LoginRequest:
         return LoginRequest.model_validate_json(body)
     except ValidationError as error:
         raise RequestValidationError(error.errors(include_url=False)) from error
+
+
+async def counted_login_credentials(
+    request: Request,
+    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    settings: SettingsDep,
+) -> LoginRequest:
+    """The credentials, once the attempt is counted against the account it names (429
+    beyond the per-account limit), before any password is checked."""
+    await limit_attempts_on_account(request.scope, settings, account=credentials.email)
+    return credentials
+
+
+SignInCredentials = Annotated[LoginRequest, Depends(counted_login_credentials)]
 
 
 @router.post(
@@ -138,7 +153,7 @@ async def resend_verification(
     openapi_extra=request_body({"application/json": LoginRequest}),
 )
 async def login(
-    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    credentials: SignInCredentials,
     session: SessionDep,
     cache: UserCacheDep,
     settings: SettingsDep,
@@ -172,7 +187,7 @@ async def login(
     openapi_extra=request_body({"application/x-www-form-urlencoded": LoginForm}),
 )
 async def login_form(
-    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    credentials: SignInCredentials,
     session: SessionDep,
     cache: UserCacheDep,
     settings: SettingsDep,

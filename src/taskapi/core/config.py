@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     enable_rate_limiting: bool = True
     rate_limit_user_per_minute: int = Field(default=100, ge=1)
     rate_limit_anonymous_per_minute: int = Field(default=20, ge=1)
+    rate_limit_login_per_account_per_minute: int = Field(default=10, ge=1)
     enable_metrics: bool = True
     require_email_verification: bool = True
 

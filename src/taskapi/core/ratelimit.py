@@ -1,4 +1,7 @@
-"""Sliding-window rate limiting: per user for a valid access token, else per client IP.
+"""Sliding-window rate limiting: per client IP on the operations that authenticate nobody
+(sign-in, registration, refresh, the emailed links), whatever token comes along; elsewhere
+per user for a valid access token, else per client IP. Sign-ins are also limited per target
+account (`limit_attempts_on_account`), so many addresses cannot guess one password faster.
 
 Why our own Lua script rather than the `limits` library: its moving-window strategy takes
 one round trip to record a hit and a second one (`get_window_stats`) for what the
@@ -19,21 +22,23 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from redis.asyncio import Redis
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.core.config import Settings
 from taskapi.core.errors import RateLimited, request_id_in, send_problem
 from taskapi.core.metrics import BoundedCounter
 from taskapi.core.redis import REDIS_FAILURES, RedisOutage
-from taskapi.core.security import InvalidToken, decode_access_token
+from taskapi.core.security import InvalidToken, decode_access_token, hash_token
 from taskapi.core.state import lifespan_state
 
 WINDOW_SECONDS = 60.0
@@ -46,7 +51,7 @@ REJECTIONS = BoundedCounter(
     "rate_limit_rejections_total",
     "Requests refused with 429 by the rate limiter, by who was limited.",
     label="scope",
-    values=("user", "anonymous"),
+    values=("user", "anonymous", "account"),
 )
 
 
@@ -178,6 +183,35 @@ class RateLimitState(TypedDict):
     rate_limiter: SlidingWindowLimiter
 
 
+class PublicOperations:
+    """The operations the app's OpenAPI document lists without a security requirement:
+    those a bearer token does not authenticate, so it must not choose their rate limit.
+
+    Read from the document on first use (the routes are all in place by then), so a new
+    route is classed by how it authenticates, not by a list kept here."""
+
+    def __init__(self, openapi: dict[str, Any]) -> None:
+        exact: set[tuple[str, str]] = set()
+        templated: list[tuple[str, re.Pattern[str]]] = []
+        for path, operations in openapi["paths"].items():
+            for method, operation in operations.items():
+                if operation.get("security") != []:
+                    continue
+                if "{" in path:
+                    templated.append((method.upper(), compile_path(path)[0]))
+                else:
+                    exact.add((method.upper(), path))
+        self._exact = frozenset(exact)
+        self._templated = tuple(templated)
+
+    def __contains__(self, request: tuple[str, str]) -> bool:
+        method, path = request
+        return request in self._exact or any(
+            method == public_method and pattern.match(path)
+            for public_method, pattern in self._templated
+        )
+
+
 class RateLimitMiddleware:
     """Counts every request except health, metrics and docs, before the app sees it, with
     the limiter the lifespan created (`RateLimitState`)."""
@@ -185,13 +219,16 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self._public: PublicOperations | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIX):
             await self.app(scope, receive, send)
             return
 
-        key, limit, limited_scope = self._identify(scope)
+        if self._public is None:
+            self._public = PublicOperations(scope["app"].openapi())
+        key, limit, limited_scope = self._identify(scope, self._public)
         limiter = lifespan_state(scope, RateLimitState)["rate_limiter"]
         decision = await limiter.hit(key, limit)
         if decision is None:
@@ -211,10 +248,11 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    def _identify(self, scope: Scope) -> tuple[str, int, str]:
+    def _identify(self, scope: Scope, public: PublicOperations) -> tuple[str, int, str]:
         """(key, limit, scope label): the user of a valid access token, else the client IP.
-        An invalid or expired token is anonymous: it must not buy the larger user limit."""
-        token = _bearer_token(scope)
+        An invalid or expired token is anonymous: it must not buy the larger user limit; nor
+        may any token on a public operation (each registration would be a fresh bucket)."""
+        token = None if (scope["method"], scope["path"]) in public else _bearer_token(scope)
         if token is not None:
             try:
                 claims = decode_access_token(settings=self.settings, token=token)
@@ -225,6 +263,28 @@ class RateLimitMiddleware:
         client = scope.get("client")
         host = client[0] if client else "unknown"
         return f"ip:{host}", self.settings.rate_limit_anonymous_per_minute, "anonymous"
+
+
+async def limit_attempts_on_account(scope: Scope, settings: Settings, *, account: str) -> None:
+    """Count an attempt on one account (a sign-in, by its email) whoever makes it; over
+    RATE_LIMIT_LOGIN_PER_ACCOUNT_PER_MINUTE it is a 429 before any password is checked.
+
+    The key is the address's hash: no email in Redis. The answer's `RateLimit-*` headers
+    stay those of the client IP's window; `Retry-After` is this account's."""
+    if not settings.enable_rate_limiting:
+        return
+    limiter = lifespan_state(scope, RateLimitState)["rate_limiter"]
+    decision = await limiter.hit(
+        f"account:{hash_token(account)}", settings.rate_limit_login_per_account_per_minute
+    )
+    if decision is None or decision.allowed:
+        return
+    REJECTIONS.inc("account")
+    retry_after = max(1, math.ceil(decision.reset_seconds))
+    raise RateLimited(
+        f"Too many sign-in attempts on this account; retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def _bearer_token(scope: Scope) -> str | None:
