@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -168,7 +169,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
     assert (await login(client, password=OTHER_PASSWORD)).status_code == 200
 
 
-async def test_change_password_with_the_wrong_current_one_is_400_and_changes_nothing(
+async def test_change_password_with_the_wrong_current_one_is_400_and_counts_as_a_failed_login(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     mine = await register(client)
@@ -188,10 +189,62 @@ async def test_change_password_with_the_wrong_current_one_is_400_and_changes_not
     assert after is not None
     assert after.password_hash == before.password_hash
     assert after.tokens_valid_after is None
-    assert after.failed_login_attempts == 0
+    assert after.failed_login_attempts == 1
+    assert after.locked_until is None
     assert (await stored_token(session, other["refresh_token"])).revoked_at is None
     me = await client.get(f"{API}/users/me", headers=bearer(mine["access_token"]))
     assert me.status_code == 200
+
+
+async def test_wrong_current_passwords_lock_the_account_like_failed_logins(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """Issue 17: with a stolen access token, password change was an unlimited oracle for
+    the password. Its failures count with the sign-in's (two here, three there); the fifth
+    locks, and while locked even the right current password changes nothing."""
+    mine = await register(client)
+    wrong_logins = [await login(client, password="Wr0ng!Passw0rd") for _ in range(2)]
+    assert [answer.status_code for answer in wrong_logins] == [401, 401]
+
+    def change(current: str) -> Any:
+        return client.post(
+            f"{API}/users/me/password",
+            json={"current_password": current, "new_password": OTHER_PASSWORD},
+            headers=bearer(mine["access_token"]),
+        )
+
+    wrong_changes = [await change(f"Wr0ng!Passw0rd{n}") for n in range(3)]
+    assert [answer.status_code for answer in wrong_changes] == [400, 400, 403]
+    locked = assert_problem(wrong_changes[-1], 403, "account_locked")
+    right_while_locked = await change(STRONG_PASSWORD)
+    assert (
+        assert_problem(right_while_locked, 403, "account_locked")["locked_until"]
+        == (locked["locked_until"])
+    )
+    assert_problem(await login(client), 403, "account_locked")
+
+    user = await stored_user(session, EMAIL)
+    assert user is not None
+    assert user.failed_login_attempts == 5
+    assert user.locked_until == datetime.fromisoformat(locked["locked_until"])
+    assert user.tokens_valid_after is None, "the password was never changed"
+    assert await stored_password_hash(session, EMAIL) == user.password_hash
+
+
+async def test_a_password_change_clears_earlier_failed_logins(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    mine = await register(client)
+    assert (await login(client, password="Wr0ng!Passw0rd")).status_code == 401
+    response = await client.post(
+        f"{API}/users/me/password",
+        json={"current_password": STRONG_PASSWORD, "new_password": OTHER_PASSWORD},
+        headers=bearer(mine["access_token"]),
+    )
+    assert response.status_code == 204
+    user = await stored_user(session, EMAIL)
+    assert user is not None
+    assert user.failed_login_attempts == 0
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
 
 import structlog
 from pydantic import ConfigDict
@@ -281,7 +280,8 @@ async def login(
     if user.locked_until is not None and user.locked_until > utcnow():
         raise _account_locked(user.locked_until)
     if not await hasher.verify(password, user.password_hash):
-        await _count_failed_login(session=session, cache=cache, user_id=user.id)
+        locked_until = await _count_failed_login(session=session, cache=cache, user_id=user.id)
+        raise _bad_credentials() if locked_until is None else _account_locked(locked_until)
     await _admit(session=session, cache=cache, user_id=user.id, checked_hash=user.password_hash)
     return await _start_family(session=session, settings=settings, user=user, client=client)
 
@@ -310,8 +310,10 @@ async def _admit(
 
 async def _count_failed_login(
     *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID
-) -> NoReturn:
-    """Count in SQL so concurrent failures all count; the fifth locks. Always raises."""
+) -> datetime | None:
+    """Count in SQL so concurrent failures all count; the fifth locks. The end of the lock
+    once the account is locked (by this failure or a concurrent one), else None. The
+    caller's refusal must keep the change (`keep_changes`)."""
     now = utcnow()
     # An expired lock means counting starts over.
     attempts = case((User.locked_until.is_not(None), 1), else_=User.failed_login_attempts + 1)
@@ -331,11 +333,10 @@ async def _count_failed_login(
     if counted is None:
         # A concurrent failure has just locked the account.
         locked_until = await session.scalar(select(User.locked_until).where(User.id == user_id))
-        raise _account_locked(locked_until or now + LOCKOUT_DURATION)
+        return locked_until or now + LOCKOUT_DURATION
     cache.invalidate_after_commit(session, user_id)
-    if counted.locked_until is not None:
-        raise _account_locked(counted.locked_until)
-    raise _bad_credentials()
+    locked: datetime | None = counted.locked_until
+    return locked
 
 
 async def _clear_failed_logins(
@@ -544,27 +545,44 @@ async def change_password(
     """Every other family ends; the caller's refresh token stays valid, while its access
     token (issued before the change) must be refreshed like all others.
 
-    Both argon2 steps run with nothing locked; the change is conditional on the password
-    still being the one checked, so a concurrent change or reset is never overwritten."""
-    current_hash = await session.scalar(select(User.password_hash).where(User.id == user_id))
-    if current_hash is None:
+    A wrong current password counts as a failed sign-in and a locked account cannot change
+    its password, so a stolen access token is no faster a way to guess the password than
+    the sign-in. Both argon2 steps run with nothing locked; the change is decided on the
+    locked row, conditional on the password still being the one checked, so a concurrent
+    change, reset or lock is never overwritten."""
+    current = (
+        await session.execute(
+            select(User.password_hash, User.locked_until).where(User.id == user_id)
+        )
+    ).one_or_none()
+    if current is None:
         raise Unauthorized()
-    if not await hasher.verify(current_password, current_hash):
-        raise _incorrect_password()
+    if current.locked_until is not None and current.locked_until > utcnow():
+        raise _account_locked(current.locked_until)
+    if not await hasher.verify(current_password, current.password_hash):
+        locked_until = await _count_failed_login(session=session, cache=cache, user_id=user_id)
+        raise _incorrect_password() if locked_until is None else _account_locked(locked_until)
     new_hash = await hasher.hash(new_password)
-    if await _lock_user(session=session, user_id=user_id) is None:
+    user = await _lock_user(session=session, user_id=user_id)
+    if user is None:
         raise Unauthorized()
-    now = utcnow()
-    changed = await session.scalar(
-        update(User)
-        .where(User.id == user_id, User.password_hash == current_hash)
-        .values(password_hash=new_hash, tokens_valid_after=now)
-        .returning(User.id)
-        .execution_options(synchronize_session=False)
-    )
-    if changed is None:
+    if user.password_hash != current.password_hash:
         # Changed meanwhile: the password given is no longer the current one.
         raise _incorrect_password()
+    now = utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        raise _account_locked(user.locked_until)
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(
+            password_hash=new_hash,
+            tokens_valid_after=now,
+            failed_login_attempts=0,
+            locked_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
     await families.revoke_all(
         session=session, cache=cache, user_id=user_id, now=now, keep=family_id
     )
@@ -587,6 +605,7 @@ def _incorrect_password() -> IncorrectPassword:
     record_auth_failure("invalid_credentials")
     return IncorrectPassword(
         "The current password is not correct.",
+        keep_changes=True,
         extra={
             "errors": [
                 {"field": "current_password", "message": "The current password is not correct"}

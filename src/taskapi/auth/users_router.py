@@ -50,8 +50,12 @@ async def update_me(
     response_class=Response,
     summary="Change your password",
     description="Ends every other session. This session's refresh token stays valid; "
-    "refresh it for a new access token.",
-    responses=problem_responses(400, service.IncorrectPassword, 401, InsufficientScope),
+    "refresh it for a new access token. A wrong current password counts as a failed "
+    "sign-in: the fifth in a row locks the account (403 `account_locked`), and a locked "
+    "account cannot change its password.",
+    responses=problem_responses(
+        400, service.IncorrectPassword, 401, service.AccountLocked, InsufficientScope
+    ),
 )
 async def change_password(
     body: ChangePasswordRequest,
