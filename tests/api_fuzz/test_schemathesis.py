@@ -77,9 +77,12 @@ async def test_schemathesis_finds_nothing(
             "REDIS_URL": redis_url or "",
             "REDIS_KEY_PREFIX": f"taskapi-fuzz-{uuid.uuid4().hex[:12]}:",
             "WORKERS": "1",
+            # A line per request (JSON, stdout.log), to show the oversized headers' 431s.
+            "LOG_LEVEL": "INFO",
             # Limits stay on (their headers and code run) but high enough never to refuse.
             "RATE_LIMIT_USER_PER_MINUTE": "1000000",
             "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "1000000",
+            "RATE_LIMIT_LOGIN_PER_ACCOUNT_PER_MINUTE": "1000000",
         }
     )
     _, token = await verified_account(server.base_url, database_url)
@@ -162,3 +165,6 @@ async def test_schemathesis_finds_nothing(
     finally:
         await engine.dispose()
     assert created
+    # The oversized headers of schemathesis_hooks.py were sent, and answered 431.
+    access_log = (server.workdir / "stdout.log").read_text(errors="replace")
+    assert '"status":431' in access_log, access_log[-2000:]

@@ -523,12 +523,13 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
         workdir = tmp_path / f"serve-{port}"
         workdir.mkdir()
         stderr_path = workdir / "stderr.log"
+        stdout_path = workdir / "stdout.log"
         base_env = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith(("TEST_", "PROMETHEUS_MULTIPROC"))
         }
-        with stderr_path.open("wb") as stderr:
+        with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
             process = subprocess.Popen(
                 [sys.executable, "-m", "taskapi", "serve"],
                 cwd=workdir,
@@ -541,7 +542,7 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
                     "EMAIL_BACKEND": "console",
                     **env,
                 },
-                stdout=subprocess.DEVNULL,
+                stdout=stdout,
                 stderr=stderr,
             )
         server = Server(base_url=f"http://127.0.0.1:{port}", process=process, workdir=workdir)

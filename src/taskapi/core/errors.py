@@ -114,6 +114,13 @@ class PayloadTooLarge(AppError):
     code = "payload_too_large"
 
 
+class RequestHeadersTooLarge(AppError):
+    """Sent by the request middleware (core/middleware.py) before anything reads a header."""
+
+    status = 431
+    code = "request_headers_too_large"
+
+
 class RateLimited(AppError):
     status = 429
     code = "rate_limited"

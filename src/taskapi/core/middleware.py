@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskapi.core.errors import PROBLEM_JSON, send_problem
+from taskapi.core.errors import PROBLEM_JSON, RequestHeadersTooLarge, send_problem
 
 MAX_HEADER_BYTES = 16 * 1024
 """All request headers together, each counted as sent: name, value, ": " and CRLF."""
@@ -101,8 +101,8 @@ class RequestContextMiddleware:
             else:
                 await send_problem(
                     send_with_headers,
-                    status=431,
-                    code="request_headers_too_large",
+                    status=RequestHeadersTooLarge.status,
+                    code=RequestHeadersTooLarge.code,
                     detail=oversized,
                     request_id=request_id,
                     headers=[(b"connection", b"close")],

@@ -30,6 +30,7 @@ from taskapi.core.errors import (
     PreconditionRequired,
     Problem,
     RateLimited,
+    RequestHeadersTooLarge,
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
@@ -225,12 +226,15 @@ def _document_answers_from_below_the_routes(schema: dict[str, Any]) -> None:
 
     - 429: the rate limiter refuses before routing, on every API path;
     - 413: the body limit refuses before parsing, on every operation that takes a body;
-    - 503: the database cannot be reached (core/db.py); every API operation uses it.
+    - 503: the database cannot be reached (core/db.py); every API operation uses it;
+    - 431: the request middleware refuses oversized headers on every path.
     """
     for path, operation in _operations(schema):
+        responses = operation.setdefault("responses", {})
+        for status, response in problem_responses(RequestHeadersTooLarge).items():
+            responses.setdefault(str(status), response)
         if not path.startswith("/api/"):
             continue
-        responses = operation.setdefault("responses", {})
         errors = [RateLimited, ServiceUnavailable]
         if "requestBody" in operation:
             errors.append(PayloadTooLarge)
