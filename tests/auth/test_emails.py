@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -139,6 +139,72 @@ async def test_reset_email_over_smtp_carries_a_working_link(
         assert unknown.status_code == 202
         assert await run_jobs(app) == 0
         assert len(smtp_server.messages) == 1
+
+
+async def test_a_lockout_emails_the_owner_a_reset_link_that_lifts_it(
+    app_factory: AppFactory,
+    smtp_settings: SettingsFactory,
+    smtp_server: SmtpServer,
+    session: AsyncSession,
+) -> None:
+    """Issue 17: five wrong passwords by anyone kept the owner out for 15 minutes. The
+    failure that locks queues one email with a reset link; the reset lifts the lock."""
+    app = await app_factory(smtp_settings())
+    async with make_client(app) as client:
+        await register(client)
+        await run_jobs(app)
+        smtp_server.messages.clear()
+        failures = [await login(client, password="Wr0ng!Passw0rd") for _ in range(4)]
+        assert [failure.status_code for failure in failures] == [401] * 4
+        assert await run_jobs(app) == 0, "no email before the account locks"
+        locking = await login(client, password="Wr0ng!Passw0rd")
+        assert locking.status_code == 403
+        locked_until = datetime.fromisoformat(locking.json()["locked_until"])
+        while_locked = await login(client, password="Wr0ng!Passw0rd")
+        assert while_locked.status_code == 403
+        assert (await login(client)).status_code == 403
+
+        assert await run_jobs(app) == 1, "one email per lock"
+        message = smtp_server.only_message()
+        assert message["To"] == EMAIL
+        assert message["Subject"] == "Your account is locked"
+        text, _html = parts(message)
+        assert locked_until.strftime("%Y-%m-%d %H:%M UTC") in text
+        token = link_in(message, "reset-password")
+        user = await stored_user(session, EMAIL)
+        assert user is not None
+        assert user.password_reset_token_hash == hash_token(token)
+
+        reset = await client.post(
+            f"{API}/auth/reset-password", json={"token": token, "new_password": OTHER_PASSWORD}
+        )
+        assert reset.status_code == 204
+        assert (await login(client, password=OTHER_PASSWORD)).status_code == 200
+    await session.commit()
+    user = await stored_user(session, EMAIL)
+    assert user is not None
+    assert (user.failed_login_attempts, user.locked_until) == (0, None)
+
+
+async def test_the_lockout_email_is_skipped_when_a_newer_link_replaced_its_own(
+    app_factory: AppFactory,
+    smtp_settings: SettingsFactory,
+    smtp_server: SmtpServer,
+    session: AsyncSession,
+) -> None:
+    """Queued, then the owner asked for a reset link before it ran: only that newer link
+    is sent (the lock email's link is dead)."""
+    app = await app_factory(smtp_settings())
+    async with make_client(app) as client:
+        await register(client)
+        await run_jobs(app)
+        for _ in range(5):
+            await login(client, password="Wr0ng!Passw0rd")
+        await client.post(f"{API}/auth/forgot-password", json={"email": EMAIL})
+        smtp_server.messages.clear()
+        assert await run_jobs(app) == 2
+        reset_message = smtp_server.only_message()
+        assert reset_message["Subject"] == "Reset your password"
 
 
 async def test_smtp_login_when_credentials_are_set(

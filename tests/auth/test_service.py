@@ -132,6 +132,7 @@ async def test_change_password_checks_the_stored_hash(
     other_session: AsyncSession,
     hasher: PasswordHasher,
     cache: UserCache,
+    settings: Settings,
 ) -> None:
     stale = await create_user(session, email=EMAIL)
     await other_session.execute(
@@ -147,6 +148,7 @@ async def test_change_password_checks_the_stored_hash(
         await service.change_password(
             session=session,
             cache=cache,
+            settings=settings,
             hasher=hasher,
             user_id=user_id,
             family_id=family_id,
@@ -157,6 +159,7 @@ async def test_change_password_checks_the_stored_hash(
     await service.change_password(
         session=session,
         cache=cache,
+        settings=settings,
         hasher=hasher,
         user_id=user_id,
         family_id=family_id,

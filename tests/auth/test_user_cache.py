@@ -459,6 +459,7 @@ async def test_password_change_service_invalidates_after_its_commit(
         await service.change_password(
             session=writer,
             cache=state_of(app)["user_cache"],
+            settings=state_of(app)["settings"],
             hasher=hasher,
             user_id=ada.user.id,
             family_id=ada.user.id,

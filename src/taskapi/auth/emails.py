@@ -1,4 +1,5 @@
-"""What the account emails say: email verification and password reset, each with its link.
+"""What the account emails say: email verification, password reset, and the lockout notice
+(which carries a reset link), each with its link.
 
 Sending them is a job (auth/jobs.py); the backends are core/email.py's.
 """
@@ -6,6 +7,7 @@ Sending them is a job (auth/jobs.py); the backends are core/email.py's.
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 
 from taskapi.core.config import Settings
 from taskapi.core.email import OutgoingEmail
@@ -41,6 +43,34 @@ def password_reset_email(
         action="Choose a new password",
         expiry="The link works once and expires in 1 hour. If you did not ask for it, "
         "ignore this email: your password stays as it is.",
+        link=link,
+    )
+
+
+def account_locked_email(
+    *,
+    settings: Settings,
+    to: str,
+    full_name: str,
+    token: str,
+    locked_until: datetime,
+    message_id: str | None = None,
+) -> OutgoingEmail:
+    """Sent when failed sign-ins lock the account: whoever made them, the owner can get in
+    again at once with the reset link instead of waiting for the lock to end."""
+    link = f"{settings.frontend_url}/reset-password?token={token}"
+    until = locked_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return _with_link(
+        message_id=message_id,
+        to=to,
+        full_name=full_name,
+        subject="Your account is locked",
+        lead=f"Your account was locked after five failed sign-ins in a row; it unlocks by "
+        f"itself at {until}. If that was not you, someone may be guessing your password. "
+        "Either way you can choose a new password now, which unlocks the account at once.",
+        action="Choose a new password",
+        expiry="The link works once and expires in 1 hour. If the failed sign-ins were "
+        "yours, you may ignore this email and sign in once the lock ends.",
         link=link,
     )
 

@@ -1,4 +1,5 @@
-"""Account jobs: the verification and password reset emails, and forgetting expired tokens.
+"""Account jobs: the verification, password reset and lockout emails, and forgetting
+expired tokens.
 
 The service queues them in the transaction that stores the link's token hash, so an email
 is sent only for a committed change and is never lost after it. A job carries the user's
@@ -17,7 +18,7 @@ import structlog
 from pydantic import BaseModel
 from sqlalchemy import delete, or_, select, update
 
-from taskapi.auth.emails import password_reset_email, verification_email
+from taskapi.auth.emails import account_locked_email, password_reset_email, verification_email
 from taskapi.auth.families import REVOCATION_CLOCK_SKEW
 from taskapi.auth.models import (
     IdempotencyRecord,
@@ -110,6 +111,34 @@ async def send_password_reset_email(context: JobContext, job: LinkEmailJob) -> N
     )
 
 
+async def send_account_locked_email(context: JobContext, job: LinkEmailJob) -> None:
+    """The reset link of a lock, unless the lock or the link is over by now (the owner
+    reset the password, or asked for a newer link)."""
+    user = await context.session.get(User, job.user_id)
+    if user is None or user.locked_until is None or user.locked_until <= context.now:
+        return
+    token = live_link_token(
+        settings=context.settings,
+        nonce=job.nonce,
+        token_hash=user.password_reset_token_hash,
+        expires_at=user.password_reset_expires_at,
+        now=context.now,
+    )
+    if token is None:
+        log.info("link_email_skipped", kind=ACCOUNT_LOCKED_EMAIL.name, reason="link no longer live")
+        return
+    await context.email.send(
+        account_locked_email(
+            settings=context.settings,
+            to=user.email,
+            full_name=user.full_name,
+            token=token,
+            locked_until=user.locked_until,
+            message_id=message_id(context.job_id, context.settings.smtp_from),
+        )
+    )
+
+
 VERIFICATION_EMAIL = JobKind(
     name="auth.verification_email",
     payload=LinkEmailJob,
@@ -141,6 +170,14 @@ PASSWORD_RESET_EMAIL = JobKind(
         ),
         max_age=timedelta(hours=1),
     ),
+)
+
+ACCOUNT_LOCKED_EMAIL = JobKind(
+    name="auth.account_locked_email",
+    payload=LinkEmailJob,
+    handler=send_account_locked_email,
+    # The reset link works for an hour, the lock lasts 15 minutes.
+    retry=PASSWORD_RESET_EMAIL.retry,
 )
 
 
@@ -197,4 +234,4 @@ DELETE_EXPIRED_TOKENS = JobKind(
     every=timedelta(hours=1),
 )
 
-JOB_KINDS = (VERIFICATION_EMAIL, PASSWORD_RESET_EMAIL, DELETE_EXPIRED_TOKENS)
+JOB_KINDS = (VERIFICATION_EMAIL, PASSWORD_RESET_EMAIL, ACCOUNT_LOCKED_EMAIL, DELETE_EXPIRED_TOKENS)

@@ -31,7 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth import families, personal_tokens
 from taskapi.auth.cache import CACHED_USER_COLUMNS, CachedUser, UserCache
-from taskapi.auth.jobs import PASSWORD_RESET_EMAIL, VERIFICATION_EMAIL, LinkEmailJob
+from taskapi.auth.jobs import (
+    ACCOUNT_LOCKED_EMAIL,
+    PASSWORD_RESET_EMAIL,
+    VERIFICATION_EMAIL,
+    LinkEmailJob,
+)
 from taskapi.auth.metrics import record_auth_failure
 from taskapi.auth.models import RefreshToken, User
 from taskapi.core.config import Settings
@@ -280,7 +285,9 @@ async def login(
     if user.locked_until is not None and user.locked_until > utcnow():
         raise _account_locked(user.locked_until)
     if not await hasher.verify(password, user.password_hash):
-        locked_until = await _count_failed_login(session=session, cache=cache, user_id=user.id)
+        locked_until = await _count_failed_login(
+            session=session, cache=cache, settings=settings, user_id=user.id
+        )
         raise _bad_credentials() if locked_until is None else _account_locked(locked_until)
     await _admit(session=session, cache=cache, user_id=user.id, checked_hash=user.password_hash)
     return await _start_family(session=session, settings=settings, user=user, client=client)
@@ -309,11 +316,12 @@ async def _admit(
 
 
 async def _count_failed_login(
-    *, session: AsyncSession, cache: UserCache, user_id: uuid.UUID
+    *, session: AsyncSession, cache: UserCache, settings: Settings, user_id: uuid.UUID
 ) -> datetime | None:
-    """Count in SQL so concurrent failures all count; the fifth locks. The end of the lock
-    once the account is locked (by this failure or a concurrent one), else None. The
-    caller's refusal must keep the change (`keep_changes`)."""
+    """Count in SQL so concurrent failures all count; the fifth locks, and the failure that
+    locks queues the owner's email with a fresh reset link (the previous one dies). The end
+    of the lock once the account is locked (by this failure or a concurrent one), else
+    None. The caller's refusal must keep the change (`keep_changes`)."""
     now = utcnow()
     # An expired lock means counting starts over.
     attempts = case((User.locked_until.is_not(None), 1), else_=User.failed_login_attempts + 1)
@@ -336,6 +344,20 @@ async def _count_failed_login(
         return locked_until or now + LOCKOUT_DURATION
     cache.invalidate_after_commit(session, user_id)
     locked: datetime | None = counted.locked_until
+    if locked is not None:
+        link = _new_link(settings)
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(
+                password_reset_token_hash=link.token_hash,
+                password_reset_expires_at=utcnow() + RESET_TOKEN_LIFETIME,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await enqueue(
+            session, ACCOUNT_LOCKED_EMAIL, LinkEmailJob(user_id=user_id, nonce=link.nonce)
+        )
     return locked
 
 
@@ -536,6 +558,7 @@ async def change_password(
     *,
     session: AsyncSession,
     cache: UserCache,
+    settings: Settings,
     hasher: PasswordHasher,
     user_id: uuid.UUID,
     family_id: uuid.UUID,
@@ -560,7 +583,9 @@ async def change_password(
     if current.locked_until is not None and current.locked_until > utcnow():
         raise _account_locked(current.locked_until)
     if not await hasher.verify(current_password, current.password_hash):
-        locked_until = await _count_failed_login(session=session, cache=cache, user_id=user_id)
+        locked_until = await _count_failed_login(
+            session=session, cache=cache, settings=settings, user_id=user_id
+        )
         raise _incorrect_password() if locked_until is None else _account_locked(locked_until)
     new_hash = await hasher.hash(new_password)
     user = await _lock_user(session=session, user_id=user_id)

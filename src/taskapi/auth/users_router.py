@@ -14,6 +14,7 @@ from taskapi.auth.dependencies import (
 from taskapi.auth.models import User
 from taskapi.auth.personal_tokens import InsufficientScope
 from taskapi.auth.schemas import ChangePasswordRequest, UserRead, UserUpdate
+from taskapi.core.config import SettingsDep
 from taskapi.core.db import SessionDep
 from taskapi.core.openapi import problem_responses
 
@@ -62,11 +63,13 @@ async def change_password(
     signed_in: SignedIn,
     session: SessionDep,
     cache: UserCacheDep,
+    settings: SettingsDep,
     hasher: PasswordHasherDep,
 ) -> None:
     await service.change_password(
         session=session,
         cache=cache,
+        settings=settings,
         hasher=hasher,
         user_id=signed_in.user.id,
         family_id=signed_in.family_id,
