@@ -82,3 +82,37 @@ async def test_cursor_holding_a_date_outside_the_supported_years_is_invalid(
         TASKS, params={"sort_by": sort_by, "cursor": cursor}, headers=alice.headers
     )
     assert_problem(response, 400, "invalid_cursor")
+
+
+@pytest.mark.parametrize(
+    ("due_date", "remind_at"),
+    [
+        pytest.param("9998-06-01T12:00:00Z", None, id="next-due-in-9999"),
+        pytest.param("2030-06-01T12:00:00Z", "9998-06-01T12:00:00Z", id="next-reminder-in-9999"),
+    ],
+)
+async def test_a_series_ends_where_its_next_task_would_leave_the_supported_years(
+    client: httpx.AsyncClient, alice: SignedIn, due_date: str, remind_at: str | None
+) -> None:
+    """Completing a yearly task due (or reminding) in 9998 creates no task dated 9999,
+    which no cursor or filter could then hold, and never the 500 of an overflow."""
+    created = await client.post(
+        TASKS,
+        json={
+            "title": "Every year",
+            "due_date": due_date,
+            "remind_at": remind_at,
+            "recurrence": "FREQ=YEARLY",
+        },
+        headers=alice.headers,
+    )
+    assert created.status_code == 201, created.text
+    completed = await client.patch(
+        f"{TASKS}/{created.json()['id']}",
+        json={"status": "completed", "version": 1},
+        headers=alice.headers,
+    )
+    assert completed.status_code == 200, completed.text
+    assert completed.json()["next_occurrence_id"] is None
+    listed = await client.get(TASKS, headers=alice.headers)
+    assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]

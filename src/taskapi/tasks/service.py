@@ -637,7 +637,8 @@ async def _create_next_occurrence(
     """The next task of a recurring one being completed (`task`: its values after the
     change): same title, description, priority, categories and rule (COUNT one less), due at
     the rule's next occurrence after the completed task's due date, its reminder as far
-    before that as the completed task's was. None when the rule has no more occurrences."""
+    before that as the completed task's was. None when the rule has no more occurrences, or
+    none within the years a client may send (1 to 9998): the series ends there."""
     rule, due = task["recurrence"], task["due_date"]
     if rule is None or due is None:
         return None
@@ -646,7 +647,13 @@ async def _create_next_occurrence(
         return None
     next_due, next_rule = following
     remind_at = task["remind_at"]
-    next_remind = None if remind_at is None else remind_at + (next_due - due)
+    try:
+        in_supported_years(next_due)
+        next_remind = (
+            None if remind_at is None else in_supported_years(remind_at + (next_due - due))
+        )
+    except (ValueError, OverflowError):
+        return None
     now = utcnow()
     created = Task(
         user_id=user.id,
