@@ -134,7 +134,8 @@ async def test_405_allow_lists_every_method_of_the_path(
 
 async def test_openapi_documents_the_answers_middleware_gives(client: httpx.AsyncClient) -> None:
     """429 (rate limiter) and 503 (database) on every API operation, 413 (body limit) on
-    every one that takes a body, each as problem+json; none of them on /health/live."""
+    every one that takes a body, 431 (header cap) on every operation at all, each as
+    problem+json; only 431 on /health/live."""
     schema = (await client.get("/openapi.json")).json()
     problem = {"$ref": "#/components/schemas/Problem"}
     operations = [
@@ -146,11 +147,13 @@ async def test_openapi_documents_the_answers_middleware_gives(client: httpx.Asyn
     assert len(operations) >= 15
     for path, operation in operations:
         responses = operation["responses"]
-        expected = {"429", "503"} | ({"413"} if "requestBody" in operation else set())
+        expected = {"429", "503", "431"} | ({"413"} if "requestBody" in operation else set())
         assert expected <= set(responses), path
         for status in expected:
             assert responses[status]["content"]["application/problem+json"]["schema"] == problem
         assert "Retry-After" in responses["429"]["headers"]
         if "requestBody" not in operation:
             assert "413" not in responses, path
-    assert set(schema["paths"]["/health/live"]["get"]["responses"]) == {"200"}
+    live = schema["paths"]["/health/live"]["get"]["responses"]
+    assert set(live) == {"200", "431"}
+    assert live["431"]["x-problem-codes"] == ["request_headers_too_large"]
