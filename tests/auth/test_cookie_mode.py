@@ -92,7 +92,9 @@ async def test_register_in_cookie_mode_sets_the_cookie(client: httpx.AsyncClient
 async def test_the_cookie_is_secure_in_production(
     app_factory: AppFactory, make_settings: SettingsFactory
 ) -> None:
-    app: FastAPI = await app_factory(make_settings(app_env="production", jwt_secret_key="p" * 40))
+    app: FastAPI = await app_factory(
+        make_settings(app_env="production", jwt_secret_key="p" * 40, email_backend="console")
+    )
     async with make_client(app) as client:
         await register(client, email=EMAIL)
         response = await cookie_login(client)
