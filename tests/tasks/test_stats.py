@@ -217,4 +217,4 @@ async def test_other_methods_on_stats_are_405_not_a_task_id(
     response = await client.request(method, STATS, json={}, headers=alice.headers)
 
     assert_problem(response, 405, "method_not_allowed")
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
