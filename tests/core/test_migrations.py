@@ -20,7 +20,7 @@ from sqlalchemy import (
     table,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.app import create_app
 from taskapi.core import migrations
@@ -39,7 +39,7 @@ from taskapi.models import (
 )
 from taskapi.tasks.models import TaskCounter
 from tests.support.apps import keep_state, make_client
-from tests.support.backends import DatabaseFactory
+from tests.support.backends import DatabaseFactory, create_test_engine, database_settings
 
 TABLES = {
     "users",
@@ -396,7 +396,7 @@ async def test_a_database_in_use_at_0006_upgrades_to_head(
     is; the app then refreshes and lists the migrated session, makes a personal access
     token (0008) that works, and replays a POST sent with an Idempotency-Key (0009)."""
     url = await new_database_url()
-    settings = Settings(_env_file=None, app_env="test", database_url=url)
+    settings = Settings(_env_file=None, app_env="test", **database_settings(url))
     await migrations.upgrade_async(settings, "0006")
     now = datetime.now(UTC).replace(microsecond=0)
     ada, bob = uuid.uuid4(), uuid.uuid4()
@@ -416,7 +416,7 @@ async def test_a_database_in_use_at_0006_upgrades_to_head(
             "revoked_at": revoked_at,
         }
 
-    engine = create_async_engine(url)
+    engine = create_test_engine(url)
     try:
         async with engine.begin() as connection:
             await connection.execute(
