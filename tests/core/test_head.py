@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.categories.models import Category
 from taskapi.tasks.models import Task
+from taskapi.webhooks.delivery import new_secret
+from taskapi.webhooks.models import Webhook
 from tests.support.factories import SignedIn
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -21,9 +23,19 @@ async def _concrete_paths(session: AsyncSession, alice: SignedIn) -> dict[str, s
     """Each path parameter filled with one of alice's rows."""
     category = Category(user_id=alice.user.id, name="Errands", color="#6366F1")
     task = Task(user_id=alice.user.id, title="A task", categories=[category])
-    session.add_all([category, task])
+    webhook = Webhook(
+        user_id=alice.user.id,
+        url="https://hooks.example.com/taskapi",
+        events=["task.created"],
+        secret=new_secret(),
+    )
+    session.add_all([category, task, webhook])
     await session.commit()
-    return {"{task_id}": str(task.id), "{category_id}": str(category.id)}
+    return {
+        "{task_id}": str(task.id),
+        "{category_id}": str(category.id),
+        "{webhook_id}": str(webhook.id),
+    }
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
