@@ -283,8 +283,10 @@ async def test_an_unverified_account_is_asked_to_verify_and_can_resend(
     await expect(page.get_by_text(f"A new link is on its way to {email}.")).to_be_visible()
     await inbox.link(email, "verify-email", after=before)
     # Every task and category screen answers the same way until then.
-    await page.get_by_role("link", name="Categories").click()
-    await expect(page.get_by_role("heading", name="Verify your email first")).to_be_visible()
+    for screen in ("Categories", "Dashboard", "Trash"):
+        await page.get_by_role("link", name=screen, exact=True).click()
+        await expect(page).to_have_url(re.compile(f"/{screen.lower()}$"))
+        await expect(page.get_by_role("heading", name="Verify your email first")).to_be_visible()
 
 
 # --- the signed-in screens ------------------------------------------------------------------
@@ -504,6 +506,40 @@ async def test_personal_access_tokens(browsing: Browsing, server: LiveServer, in
         base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}
     ) as http:
         assert (await http.get(f"{API}/tasks")).status_code == 401
+
+
+async def test_a_new_dashboard_and_a_time_zone_the_server_does_not_know(
+    browsing: Browsing, server: LiveServer, inbox: Inbox
+) -> None:
+    """All zeros for a new account; and when the server's tz database lacks the browser's
+    zone (400 naming tz), the days are counted in UTC and the screen says so."""
+    page = await browsing.new_page()
+    await sign_in(page, await verified_account(server, inbox))
+    sent: list[str] = []
+
+    async def unknown_zone(route: Route) -> None:
+        sent.append(route.request.url)
+        await route.continue_(
+            url=route.request.url.replace("tz=Europe%2FBerlin", "tz=Mars%2FOlympus_Mons")
+        )
+
+    await page.route(re.compile(r"/api/v1/tasks/stats\?tz=Europe%2FBerlin$"), unknown_zone)
+    await page.get_by_role("link", name="Dashboard").click()
+    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    await expect(page.get_by_text("Days in UTC")).to_be_visible()
+    assert len(sent) == 1
+    cards = page.get_by_role("list", name="Summary")
+    for label in (
+        "Open tasks",
+        "Overdue",
+        "Due today",
+        "Due in the next 7 days",
+        "Completed in 30 days",
+    ):
+        card = cards.get_by_role("listitem").filter(has_text=label)
+        await expect(card.locator(".card-value")).to_have_text("0")
+    await expect(page.get_by_role("img", name=re.compile("^Tasks by status"))).to_be_visible()
+    await check_screen(page, "dashboard-empty")
 
 
 async def test_a_backwards_due_range_is_explained_at_its_field(

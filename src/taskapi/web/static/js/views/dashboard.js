@@ -1,6 +1,6 @@
 // The dashboard: GET /tasks/stats in the browser's time zone, as numbers and charts.
 
-import { api } from "../api.js";
+import { api, ApiError } from "../api.js";
 import { barChart, columnChart } from "../charts.js";
 import { h } from "../dom.js";
 import { PRIORITY_LABELS, STATUS_LABELS, timeZone } from "../format.js";
@@ -31,8 +31,16 @@ function chartWidth(columns) {
 
 export async function dashboard({ stillCurrent }) {
   setTitle("Dashboard");
-  const zone = timeZone();
-  const stats = await api("GET", "/tasks/stats", { query: { tz: zone } });
+  let zone = timeZone();
+  let stats;
+  try {
+    stats = await api("GET", "/tasks/stats", { query: { tz: zone } });
+  } catch (error) {
+    // A zone the server's tz database does not know yet: count days in UTC, and say so.
+    if (!(error instanceof ApiError) || !error.errors.some((item) => item.field === "tz")) throw error;
+    zone = "UTC";
+    stats = await api("GET", "/tasks/stats", { query: { tz: zone } });
+  }
   if (!stillCurrent()) return null;
   const open = stats.by_status.pending + stats.by_status.in_progress;
   const completedRecently = stats.completed_per_day.reduce((sum, day) => sum + day.count, 0);
