@@ -11,6 +11,7 @@ from tests.support.backends import (
     DatabaseFactory,
     create_test_engine,
     database_env,
+    server_url_of,
 )
 from tests.support.processes import ServeFactory
 from tests.support.races import RaceServer
@@ -30,6 +31,7 @@ async def race_server(
             "ENABLE_METRICS": "false",
         }
     )
-    engine = create_test_engine(database_url)
+    # The barrier and its lock count go straight to the server, not through the pooler.
+    engine = create_test_engine(server_url_of(database_url))
     yield RaceServer(base_url=server.base_url, engine=engine)
     await engine.dispose()

@@ -384,9 +384,9 @@ def own_postgres() -> Iterator[OwnPostgres]:
 class OwnPgBouncer:
     """PgBouncer in transaction mode on a free port, in front of the PostgreSQL server at
     `server_url`: any database name, every client logged in as that URL's user. Its server
-    pool is smaller than the app's pools, so clients really do share server connections, and
-    `max_server_connections` caps them over all databases: a run's many databases then take
-    no more of the server's connections than that."""
+    pool is smaller than the app's pools, so clients really do share server connections;
+    `max_server_connections` (0: no cap) caps them over all databases. A server connection
+    idle for 10 s is closed, so the databases of tests that ended hold none."""
 
     directory: Path
     server_url: str
@@ -415,6 +415,7 @@ class OwnPgBouncer:
             "auth_type = any\npool_mode = transaction\n"
             f"default_pool_size = {self.pool_size}\nmax_client_conn = 2000\n"
             f"max_user_connections = {self.max_server_connections}\n"
+            "server_idle_timeout = 10\n"
             f"logfile = {self.directory / 'pgbouncer.log'}\n",
             encoding="utf-8",
         )
@@ -448,9 +449,16 @@ class OwnPgBouncer:
 
 
 @contextlib.contextmanager
-def running_pgbouncer(server_url: str, *, pool_size: int = 8) -> Iterator[OwnPgBouncer]:
+def running_pgbouncer(
+    server_url: str, *, pool_size: int = 8, max_server_connections: int = 40
+) -> Iterator[OwnPgBouncer]:
     directory = Path(tempfile.mkdtemp(prefix="taskapi-pgbouncer-"))
-    bouncer = OwnPgBouncer(directory=directory, server_url=server_url, pool_size=pool_size)
+    bouncer = OwnPgBouncer(
+        directory=directory,
+        server_url=server_url,
+        pool_size=pool_size,
+        max_server_connections=max_server_connections,
+    )
     try:
         bouncer.start()
         yield bouncer
@@ -478,7 +486,8 @@ def shared_pgbouncer() -> Iterator[OwnPgBouncer | None]:
     problem = missing_program("pgbouncer")
     if problem is not None:
         pytest.exit(f"TEST_PGBOUNCER=1 {problem}", returncode=3)
-    with running_pgbouncer(POSTGRES_URL, pool_size=20) as bouncer:
+    # 40 server connections a database: the races hold 31 requests at a lock at once.
+    with running_pgbouncer(POSTGRES_URL, pool_size=40, max_server_connections=0) as bouncer:
         yield bouncer
 
 
