@@ -359,22 +359,30 @@ def raw_argon2_rate(seconds: float) -> float:
     return total / seconds
 
 
-def worker_rss_mb(root_pid: int) -> list[float]:
-    """RSS of uvicorn's worker processes (spawned children), not its supervisor."""
-    children = []
+def worker_pids(root_pid: int) -> list[int]:
+    """uvicorn's worker processes (spawned children), not its supervisor."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        if fields.get("PPid", "").strip() != str(root_pid) or "VmRSS" not in fields:
-            continue
-        if b"spawn_main" in (entry / "cmdline").read_bytes():
-            children.append(int(fields["VmRSS"].split()[0]) / 1024)
-    return sorted(children)
+        if fields.get("PPid", "").strip() == str(root_pid) and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def worker_rss_mb(root_pid: int) -> list[float]:
+    rss = []
+    for pid in worker_pids(root_pid):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss.append(int(line.split()[1]) / 1024)
+    return sorted(rss)
 
 
 def main() -> None:
@@ -387,6 +395,18 @@ def main() -> None:
     )
     parser.add_argument("--only", nargs="*", help="scenario letters to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the app on top of the benchmark's (e.g. WORKER_ENABLED=false)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy of every app worker during each measured run (folded stacks)",
+    )
     parser.add_argument(
         "--scale",
         action="store_true",
@@ -428,6 +448,7 @@ def main() -> None:
                 "ENABLE_METRICS": "true",
                 "RATE_LIMIT_USER_PER_MINUTE": "100000000",
                 "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "100000000",
+                **dict(setting.split("=", 1) for setting in args.app_env),
             },
             workdir,
             app_port,
@@ -462,8 +483,11 @@ def main() -> None:
             stop_server(app)
             raise
         try:
-            results = run_all(app, floor, database_url, profile, scenarios, workdir)
+            results = run_all(
+                app, floor, database_url, profile, scenarios, workdir, py_spy=args.profile
+            )
             results["memory_mb"] = worker_rss_mb(app.process.pid)
+            results["app_env"] = args.app_env
         finally:
             stop_server(app)
             stop_server(floor)
@@ -479,6 +503,8 @@ def run_all(
     profile: Profile,
     scenarios: list[tuple[str, str, str]],
     workdir: Path,
+    *,
+    py_spy: bool = False,
 ) -> dict[str, Any]:
     seeded = asyncio.run(seed(database_url, profile))
     results: dict[str, Any] = {
@@ -538,7 +564,8 @@ def run_all(
                     )
                     row[key] = row["live_during_login"].pop("login")
                 elif key:
-                    row[key] = run_wrk(server.url, mode, data_path, run_seconds, profile)
+                    with recording(server, mode, run_seconds, workdir, enabled=py_spy):
+                        row[key] = run_wrk(server.url, mode, data_path, run_seconds, profile)
                 else:
                     run_wrk(server.url, mode, data_path, run_seconds, profile)
         row["ratio"] = row["app"]["rps"] / row["floor"]["rps"] if row["floor"]["rps"] else None
@@ -546,6 +573,44 @@ def run_all(
         if mode == "login":
             results["argon2_raw_per_second"] = raw_argon2_rate(max(2, profile.duration // 2))
     return results
+
+
+@contextmanager
+def recording(
+    server: Server, mode: str, seconds: int, workdir: Path, *, enabled: bool
+) -> Iterator[None]:
+    """py-spy on each of the app's workers for the measured run: one file of folded stacks
+    per worker (`flamegraph.pl`, speedscope or `bench/profile_top.py` read them)."""
+    if not enabled or server.name != "app":
+        yield
+        return
+    recorders = [
+        subprocess.Popen(  # noqa: S603
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "250",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(workdir / f"profile-{mode}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in worker_pids(server.process.pid)
+    ]
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.wait(timeout=seconds + 30)
 
 
 def run_concurrently(
@@ -580,8 +645,11 @@ def print_table(results: dict[str, Any], profile: Profile) -> None:
     print(
         f"wrk: {profile.connections} connections, {profile.threads} threads, "
         f"{profile.warmup}s warm-up, {profile.duration}s measured; "
-        f"app and floor with {WORKERS} workers each\n"
+        f"app and floor with {WORKERS} workers each"
     )
+    if results.get("app_env"):
+        print(f"app settings on top of the benchmark's: {' '.join(results['app_env'])}")
+    print()
     header = (
         f"{'':3} {'scenario':44} {'app req/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'non-2xx':>8} {'floor req/s':>12} {'ratio':>6}"
