@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from taskapi.auth.cookies import TOKEN_TRANSPORT_HEADER
 from taskapi.auth.dependencies import AuthState
 from taskapi.categories.router import router as categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
-from taskapi.core.cache import create_cache_store
+from taskapi.core.cache import CacheStore, RedisCacheStore, create_cache_store
 from taskapi.core.config import Settings, SettingsState, get_settings
 from taskapi.core.db import (
     DatabaseState,
@@ -76,6 +77,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
         resources.callback(password_hasher.shutdown)
         if settings.worker_enabled:
             await resources.enter_async_context(_embedded_worker(settings, engine))
+        user_cache_store = create_cache_store(
+            settings,
+            redis,
+            component=USER_CACHE_COMPONENT,
+            ttl_seconds=USER_CACHE_TTL.total_seconds(),
+        )
         yield AppState(
             settings=settings,
             engine=engine,
@@ -85,16 +92,18 @@ async def open_resources(settings: Settings) -> AsyncIterator[AppState]:
             ),
             redis=redis,
             rate_limiter=create_rate_limiter(settings, redis),
-            user_cache=UserCache(
-                create_cache_store(
-                    settings,
-                    redis,
-                    component=USER_CACHE_COMPONENT,
-                    ttl_seconds=USER_CACHE_TTL.total_seconds(),
-                )
-            ),
+            read_along_for_user=_read_along_for_user(user_cache_store),
+            user_cache=UserCache(user_cache_store),
             password_hasher=password_hasher,
         )
+
+
+def _read_along_for_user(store: CacheStore) -> Callable[[uuid.UUID], str | None]:
+    """The caller's user cache entry, which the rate limiter reads in its own round trip
+    when both are in Redis."""
+    if isinstance(store, RedisCacheStore):
+        return lambda user_id: store.redis_key(str(user_id))
+    return lambda _user_id: None
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ from taskapi.core.cache import (
     NoCacheStore,
     RedisCacheStore,
     create_cache_store,
+    prefetched,
 )
 from taskapi.core.config import Settings
 from taskapi.core.db import after_commit
@@ -137,6 +138,60 @@ async def test_redis_invalidation_is_a_tombstone_that_is_never_served(
     assert stored.startswith(TOMBSTONE_PREFIX)
     assert TTL_SECONDS * 1000 - 5000 < await redis_client.pttl(redis_prefix + KEY) <= 900_000
     assert (await store.get(KEY)).value is None
+
+
+@pytest.mark.needs_services("redis", reason="a value read along with another Redis round trip")
+async def test_a_prefetched_value_answers_the_first_lookup_only(
+    redis_client: Redis | None, redis_prefix: str, store: CacheStore
+) -> None:
+    """Redis holds "stored"; the value handed over is "early": what a lookup answers shows
+    where it came from."""
+    assert redis_client is not None
+    assert isinstance(store, RedisCacheStore)
+    await redis_client.set(redis_prefix + KEY, b"stored")
+    with prefetched({store.redis_key(KEY): b"early"}):
+        first = await store.get(KEY)
+        second = await store.get(KEY)
+    after = await store.get(KEY)
+    assert (first.value, second.value, after.value) == (b"early", b"stored", b"stored")
+    assert first.guard == b"early"
+
+
+@pytest.mark.needs_services("redis", reason="a value read along with another Redis round trip")
+async def test_an_invalidation_drops_a_prefetched_value(
+    redis_client: Redis | None, redis_prefix: str, store: CacheStore
+) -> None:
+    assert redis_client is not None
+    assert isinstance(store, RedisCacheStore)
+    await redis_client.set(redis_prefix + KEY, b"stored")
+    with prefetched({store.redis_key(KEY): b"early"}):
+        await store.invalidate(KEY)
+        lookup = await store.get(KEY)
+    assert lookup.value is None
+    assert isinstance(lookup.guard, bytes)
+    assert lookup.guard.startswith(TOMBSTONE_PREFIX)
+
+
+@pytest.mark.needs_services("redis", reason="a value read along with another Redis round trip")
+async def test_a_prefetched_miss_or_tombstone_guards_the_fill_as_a_get_would(
+    redis_client: Redis | None, redis_prefix: str, store: CacheStore
+) -> None:
+    """A miss read early may be filled; a fill after an invalidation that came after the
+    early read is refused, exactly as after a GET of the store's own."""
+    assert redis_client is not None
+    assert isinstance(store, RedisCacheStore)
+    with prefetched({store.redis_key(KEY): None}):
+        missed = await store.get(KEY)
+    await store.fill(missed, b"filled")
+    assert await redis_bytes(redis_client, redis_prefix + KEY) == b"filled"
+
+    with prefetched({store.redis_key(KEY): None}):
+        stale = await store.get(KEY)
+    await store.invalidate(KEY)
+    await store.fill(stale, b"stale")
+    stored = await redis_bytes(redis_client, redis_prefix + KEY)
+    assert stored is not None
+    assert stored.startswith(TOMBSTONE_PREFIX)
 
 
 async def test_memory_store_is_bounded(clock: FakeClock) -> None:
@@ -298,6 +353,45 @@ async def test_a_cache_hit_costs_one_redis_get_and_nothing_else(
     calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in commands.items()}
     calls.pop("config|resetstat")  # this test's own; INFO is counted only after it answers
     assert calls == {"get": 1}
+
+
+@pytest.mark.needs_services(
+    "redis-server", reason="watches the commands a redis-server of its own receives"
+)
+async def test_with_rate_limiting_an_authenticated_request_is_one_redis_round_trip(
+    make_settings: SettingsFactory,
+    app_factory: AppFactory,
+    own_redis: OwnRedis,
+) -> None:
+    """The rate limiter's script reads the user cache entry too: MONITOR shows one command
+    from the app's connections, the script, and the user's entry read inside it."""
+    app = await app_factory(make_settings(redis_url=own_redis.url, enable_rate_limiting=True))
+    async with state_of(app)["sessionmaker"]() as session:
+        ada = await sign_in(session, state_of(app)["settings"])
+    watcher = create_redis(own_redis.url)
+    try:
+        async with make_client(app) as client, watcher.monitor() as monitor:
+            assert (await client.get("/api/v1/users/me", headers=ada.headers)).status_code == 200
+            await watcher.execute_command("ECHO", "start")
+            hit = await client.get("/api/v1/users/me", headers=ada.headers)
+            await watcher.execute_command("ECHO", "end")
+            seen: list[tuple[str, str]] = []
+            started = False
+            while True:
+                command = await asyncio.wait_for(monitor.next_command(), timeout=5)
+                if command["command"] == "ECHO start":
+                    started = True
+                elif command["command"] == "ECHO end":
+                    break
+                elif started:
+                    seen.append((command["client_type"], command["command"].split()[0]))
+    finally:
+        await watcher.aclose()
+    assert hit.status_code == 200
+    assert hit.json()["email"] == ada.user.email
+    from_the_app = [name for client_type, name in seen if client_type != "lua"]
+    assert from_the_app == ["EVALSHA"]
+    assert ("lua", "GET") in seen
 
 
 async def test_after_commit_runs_before_commit_returns(session: AsyncSession) -> None:

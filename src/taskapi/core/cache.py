@@ -16,13 +16,19 @@ since its own lookup:
 Redis failing or timing out is a miss, never an error: the caller reads the database. An
 invalidation that cannot reach Redis is kept and delivered, before anything else is read,
 as soon as Redis answers again, so a cached row that outlived the outage is not served.
+
+A request that goes to Redis anyway before it looks a key up (the rate limiter does, for
+the caller's user) can read the key in the same round trip and hand the value on with
+`prefetched`: the store's `get` then answers from it, exactly as from its own GET.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -38,6 +44,23 @@ TOMBSTONE_PREFIX = b"\x00invalidated:"
 """No serialized value starts with a NUL byte, so a tombstone is never mistaken for one."""
 
 log = structlog.get_logger("taskapi.cache")
+
+_prefetched: ContextVar[dict[str, bytes | None] | None] = ContextVar(
+    "taskapi_cache_prefetched", default=None
+)
+
+
+@contextmanager
+def prefetched(values: Mapping[str, bytes | None]) -> Iterator[None]:
+    """While inside, a Redis store's `get` of one of these Redis keys answers with the value
+    given (None: the key was missing) instead of a GET of its own, once: a second look-up,
+    or one after an invalidation of the key, reads Redis again. For the current task and
+    what it awaits: one request."""
+    token = _prefetched.set(dict(values))
+    try:
+        yield
+    finally:
+        _prefetched.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +117,28 @@ class RedisCacheStore:
         """Invalidations Redis has not acknowledged; at most one per key, so this grows with
         the number of distinct keys changed during an outage, nothing else."""
 
+    def redis_key(self, key: str) -> str:
+        """Where `key` lives in Redis, for a round trip that reads it along (`prefetched`)."""
+        return self._key_prefix + key
+
     async def get(self, key: str) -> Lookup:
-        if not self._outage.should_try():
-            return Lookup(key, None, None)
-        try:
-            if self._undelivered:
-                await self._deliver_invalidations()
-            # create_redis leaves responses undecoded: bytes
-            raw = cast("bytes | None", await self._redis.get(self._key_prefix + key))
-        except REDIS_FAILURES as error:
-            self._outage.failed(error)
-            return Lookup(key, None, None)
-        self._outage.succeeded()
+        redis_key = self._key_prefix + key
+        early = _prefetched.get()
+        # An invalidation still to deliver may concern the value read early: read again.
+        if early is not None and redis_key in early and not self._undelivered:
+            raw = early.pop(redis_key)
+        else:
+            if not self._outage.should_try():
+                return Lookup(key, None, None)
+            try:
+                if self._undelivered:
+                    await self._deliver_invalidations()
+                # create_redis leaves responses undecoded: bytes
+                raw = cast("bytes | None", await self._redis.get(redis_key))
+            except REDIS_FAILURES as error:
+                self._outage.failed(error)
+                return Lookup(key, None, None)
+            self._outage.succeeded()
         if raw is None:
             return Lookup(key, None, b"")
         if raw.startswith(TOMBSTONE_PREFIX):
@@ -125,6 +158,9 @@ class RedisCacheStore:
         self._outage.succeeded()
 
     async def invalidate(self, key: str) -> None:
+        early = _prefetched.get()
+        if early is not None:
+            early.pop(self._key_prefix + key, None)
         self._undelivered.add(key)
         if not self._outage.should_try():
             return

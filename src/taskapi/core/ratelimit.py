@@ -11,6 +11,10 @@ allowed/remaining/reset in ONE round trip, atomically (Redis runs a script alone
 sorted set per key. It reads Redis's own clock, so every instance on every host slides the
 same window however their clocks drift.
 
+For a user's request the same script also reads that user's entry of the user cache (KEYS[2])
+and hands it to the cache store (`core.cache.prefetched`): an authenticated request costs one
+Redis round trip, not two. Both keys are plain keys of one Redis (no Cluster slots).
+
 Without Redis the same window lives in process memory (one process only, as documented).
 When Redis errors or times out the request goes through: a limiter outage must not become
 an API outage. `RedisOutage` logs one warning when an outage starts and one info line when
@@ -25,15 +29,17 @@ import math
 import re
 import secrets
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from redis.asyncio import Redis
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskapi.core.cache import prefetched
 from taskapi.core.config import Settings
 from taskapi.core.errors import RateLimited, request_id_in, send_problem
 from taskapi.core.metrics import BoundedCounter
@@ -62,15 +68,19 @@ class Decision:
     remaining: int
     reset_seconds: float
     """Until the oldest counted request leaves the window, i.e. one more request fits."""
+    read_along: Mapping[str, bytes | None] = field(default_factory=dict)
+    """The keys asked for with `read_along`, as Redis had them (None: missing)."""
 
 
 class SlidingWindowLimiter(Protocol):
-    async def hit(self, key: str, limit: int) -> Decision | None:
-        """Count a request for `key` if it fits; None means "could not decide, let it in"."""
+    async def hit(self, key: str, limit: int, *, read_along: str | None = None) -> Decision | None:
+        """Count a request for `key` if it fits; None means "could not decide, let it in".
+        A limiter in Redis also reads the Redis key `read_along` in the same round trip."""
 
 
-# KEYS[1] the key; ARGV limit, window in microseconds, a unique member for this request.
-# A refused request is not recorded, so hammering while limited does not extend the wait.
+# KEYS[1] the key, KEYS[2] (optional) a key to read along; ARGV limit, window in
+# microseconds, a unique member for this request. A refused request is not recorded, so
+# hammering while limited does not extend the wait.
 _SLIDING_WINDOW_LUA = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -86,7 +96,11 @@ if count < limit then
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {allowed, limit - count, tonumber(oldest[2]) + window - now}
+local along = false
+if KEYS[2] then
+  along = redis.call('GET', KEYS[2])
+end
+return {allowed, limit - count, tonumber(oldest[2]) + window - now, along}
 """
 
 
@@ -112,13 +126,16 @@ class RedisSlidingWindow:
             probe_interval_seconds=probe_interval_seconds,
         )
 
-    async def hit(self, key: str, limit: int) -> Decision | None:
+    async def hit(self, key: str, limit: int, *, read_along: str | None = None) -> Decision | None:
         if not self._outage.should_try():
             return None
         member = f"{self._member_prefix}:{next(self._members)}"
+        keys = (
+            [self._key_prefix + key] if read_along is None else [self._key_prefix + key, read_along]
+        )
         try:
-            allowed, remaining, reset_us = await self._script(
-                keys=[self._key_prefix + key], args=[limit, self._window_us, member]
+            allowed, remaining, reset_us, along = await self._script(
+                keys=keys, args=[limit, self._window_us, member]
             )
         except REDIS_FAILURES as error:
             self._outage.failed(error)
@@ -129,6 +146,7 @@ class RedisSlidingWindow:
             limit=limit,
             remaining=int(remaining),
             reset_seconds=int(reset_us) / 1_000_000,
+            read_along={} if read_along is None else {read_along: along},
         )
 
 
@@ -146,7 +164,13 @@ class MemorySlidingWindow:
         self._hits: dict[str, deque[float]] = {}
         self._next_sweep = clock() + window_seconds
 
-    async def hit(self, key: str, limit: int) -> Decision:
+    async def hit(
+        self,
+        key: str,
+        limit: int,
+        *,
+        read_along: str | None = None,  # noqa: ARG002 (a Redis key: memory has none to read)
+    ) -> Decision:
         now = self._clock()
         cutoff = now - self._window
         if now >= self._next_sweep:
@@ -181,6 +205,9 @@ def create_rate_limiter(settings: Settings, redis: Redis | None) -> SlidingWindo
 
 class RateLimitState(TypedDict):
     rate_limiter: SlidingWindowLimiter
+    read_along_for_user: Callable[[uuid.UUID], str | None]
+    """The Redis key the limiter reads along for a user's request (their user cache entry),
+    or None for none."""
 
 
 class PublicOperations:
@@ -228,9 +255,10 @@ class RateLimitMiddleware:
 
         if self._public is None:
             self._public = PublicOperations(scope["app"].openapi())
-        key, limit, limited_scope = self._identify(scope, self._public)
-        limiter = lifespan_state(scope, RateLimitState)["rate_limiter"]
-        decision = await limiter.hit(key, limit)
+        key, limit, limited_scope, user_id = self._identify(scope, self._public)
+        state = lifespan_state(scope, RateLimitState)
+        read_along = None if user_id is None else state["read_along_for_user"](user_id)
+        decision = await state["rate_limiter"].hit(key, limit, read_along=read_along)
         if decision is None:
             await self.app(scope, receive, send)
             return
@@ -246,10 +274,14 @@ class RateLimitMiddleware:
                 message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        with prefetched(decision.read_along):
+            await self.app(scope, receive, send_with_headers)
 
-    def _identify(self, scope: Scope, public: PublicOperations) -> tuple[str, int, str]:
-        """(key, limit, scope label): the user of a valid access token, else the client IP.
+    def _identify(
+        self, scope: Scope, public: PublicOperations
+    ) -> tuple[str, int, str, uuid.UUID | None]:
+        """(key, limit, scope label, user id): the user of a valid access token, else the
+        client IP.
         An invalid or expired token is anonymous: it must not buy the larger user limit; nor
         may any token on a public operation (each registration would be a fresh bucket)."""
         token = None if (scope["method"], scope["path"]) in public else _bearer_token(scope)
@@ -259,10 +291,15 @@ class RateLimitMiddleware:
             except InvalidToken:
                 pass
             else:
-                return f"user:{claims.user_id}", self.settings.rate_limit_user_per_minute, "user"
+                return (
+                    f"user:{claims.user_id}",
+                    self.settings.rate_limit_user_per_minute,
+                    "user",
+                    claims.user_id,
+                )
         client = scope.get("client")
         host = client[0] if client else "unknown"
-        return f"ip:{host}", self.settings.rate_limit_anonymous_per_minute, "anonymous"
+        return f"ip:{host}", self.settings.rate_limit_anonymous_per_minute, "anonymous", None
 
 
 async def limit_attempts_on_account(scope: Scope, settings: Settings, *, account: str) -> None:
