@@ -35,7 +35,7 @@ from taskapi.core.db import (
 from taskapi.core.errors import install_error_handlers
 from taskapi.core.events import event_consumers
 from taskapi.core.logging import configure_logging
-from taskapi.core.metrics import create_instrumentator, expose_metrics
+from taskapi.core.metrics import HttpMetricsMiddleware, expose_metrics
 from taskapi.core.middleware import RequestContextMiddleware
 from taskapi.core.models import utcnow
 from taskapi.core.openapi import install_openapi, operation_id
@@ -200,7 +200,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
 
     1. RequestContextMiddleware: request id, access log, security headers, last-resort 500.
        Outermost, so every answer of the layers below (413, 429, CORS preflight) has them.
-    2. Prometheus instrumentation (ENABLE_METRICS): counts and times every answer.
+    2. HttpMetricsMiddleware (ENABLE_METRICS): counts and times every answer.
     3. ProxyHeadersMiddleware: scope["client"] from X-Forwarded-For, only when the direct
        peer is a TRUSTED_PROXIES address (rightmost untrusted hop), for everything below.
     4. CORSMiddleware: answers preflights itself, so they are never rate limited.
@@ -224,10 +224,9 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     if settings.enable_metrics:
-        instrumentator = create_instrumentator()
-        instrumentator.instrument(app)
+        app.add_middleware(HttpMetricsMiddleware)
         declare_job_metrics(JOB_KINDS)
-        expose_metrics(app, instrumentator, before_scrape=_collect_job_metrics)
+        expose_metrics(app, before_scrape=_collect_job_metrics)
     app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
 
 

@@ -372,9 +372,9 @@ async def test_with_rate_limiting_an_authenticated_request_is_one_redis_round_tr
     try:
         async with make_client(app) as client, watcher.monitor() as monitor:
             assert (await client.get("/api/v1/users/me", headers=ada.headers)).status_code == 200
-            await watcher.execute_command("ECHO", "start")
+            await watcher.echo("start")
             hit = await client.get("/api/v1/users/me", headers=ada.headers)
-            await watcher.execute_command("ECHO", "end")
+            await watcher.echo("end")
             seen: list[tuple[str, str]] = []
             started = False
             while True:

@@ -198,7 +198,7 @@ async def test_metrics_add_up_across_two_uvicorn_workers(
         if sent >= 20 and len(per_worker) == 2 and all(per_worker.values()):
             break
         assert sent < 400, f"one worker accepted every connection: {per_worker}"
-    # The instrumentator counts a request just after sending its response, so the client
+    # A request is counted just after its response is sent, so the client
     # can be a moment ahead of the counter files.
     deadline = time.monotonic() + 5
     while sum(served_by_worker(multiproc_dir, "/health").values()) < sent:

@@ -32,8 +32,6 @@ MAX_AUTHORIZATION_BYTES = 4 * 1024
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _API_PATH_PREFIXES = ("/api/", "/health")
-RESPONSE_SENT_AT = "response_sent_at"
-"""Key in the request state: `time.perf_counter()` when the last body message was sent."""
 
 log = structlog.get_logger("taskapi.request")
 
@@ -67,19 +65,20 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        sent_at = 0.0
         structlog.contextvars.bind_contextvars(request_id=request_id)
         method: str = scope["method"]
         inner_scope = {**scope, "method": "GET"} if method == "HEAD" else scope
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, sent_at
             if method == "HEAD" and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 await send(message)
                 # A route's background tasks run after this, inside the same ASGI call:
                 # the latency a client sees ends here.
-                state[RESPONSE_SENT_AT] = time.perf_counter()
+                sent_at = time.perf_counter()
                 return
             if message["type"] == "http.response.start":
                 response_started = True
@@ -119,7 +118,7 @@ class RequestContextMiddleware:
                 request_id=request_id,
             )
         finally:
-            finished = state.get(RESPONSE_SENT_AT) or time.perf_counter()
+            finished = sent_at or time.perf_counter()
             log.info(
                 "request",
                 method=method,
