@@ -69,7 +69,7 @@ def serve(settings: Settings) -> None:
 
 def _run_uvicorn(settings: Settings) -> None:
     uvicorn.run(
-        "taskapi.app:create_app",
+        "taskapi.app:create_served_app",
         factory=True,
         host=settings.host,
         port=settings.port,

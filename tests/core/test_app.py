@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_a_fresh_process_configures_every_mapper() -> None:
@@ -16,3 +18,36 @@ def test_a_fresh_process_configures_every_mapper() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "configured"
+
+
+def test_a_served_app_freezes_what_its_start_up_made_and_a_plain_app_does_not(
+    tmp_path: Path,
+) -> None:
+    """In a fresh process, as a worker of `taskapi serve` runs: after the lifespan started,
+    the collector's permanent generation holds the start-up objects (create_served_app);
+    an app made by create_app, as the tests make them, leaves the collector as it was."""
+    code = (
+        "import asyncio, gc\n"
+        "from taskapi.app import create_app, create_served_app\n"
+        "async def started(app):\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        return gc.get_freeze_count()\n"
+        "print(asyncio.run(started(create_app())), asyncio.run(started(create_served_app())))\n"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **os.environ,
+            "APP_ENV": "test",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+            "WORKER_ENABLED": "false",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    plain, served = (int(count) for count in result.stdout.split())
+    assert plain == 0
+    assert served > 10_000
