@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 from taskapi.auth.models import RefreshToken, User
 from taskapi.categories.models import Category
 from taskapi.tasks.models import Task
+from taskapi.webhooks.models import Webhook
+from taskapi.webhooks.service import MAX_WEBHOOKS
 from tests.support.factories import DEFAULT_PASSWORD
-from tests.support.races import RaceServer
+from tests.support.races import RaceServer, user_row_barrier
 
 pytestmark = pytest.mark.needs_services(
     "postgresql",
@@ -124,6 +126,36 @@ async def test_concurrent_creates_of_one_category_name(race_server: RaceServer) 
             )
         ).all()
     assert names == ["Errands"]
+
+
+async def test_concurrent_creates_of_the_last_webhook(race_server: RaceServer) -> None:
+    """Every racer counts the webhooks only once the barrier lets it go, so all of them
+    would see one place left if the count were not taken under the user row's lock."""
+    account = await race_server.verified_account()
+    # A literal public address: nothing is resolved, and creating sends nothing to it.
+    hook = {"url": "https://93.184.215.14/hook", "events": ["task.created"]}
+    async with race_server.client() as client:
+        for _ in range(MAX_WEBHOOKS - 1):
+            created = await client.post("/api/v1/webhooks", json=hook, headers=account.headers)
+            assert created.status_code == 201, created.text
+        async with user_row_barrier(race_server.engine, account.email) as wait_for_blocked:
+            racers = [
+                asyncio.create_task(
+                    client.post("/api/v1/webhooks", json=hook, headers=account.headers)
+                )
+                for _ in range(RACERS)
+            ]
+            await wait_for_blocked(RACERS)
+        responses = await asyncio.gather(*racers)
+    assert outcomes(responses) == {(201, None): 1, (400, "webhook_limit_reached"): RACERS - 1}
+    async with race_server.engine.connect() as connection:
+        stored = await connection.scalar(
+            select(func.count())
+            .select_from(Webhook)
+            .join(User, User.id == Webhook.user_id)
+            .where(User.email == account.email)
+        )
+    assert stored == MAX_WEBHOOKS
 
 
 async def test_concurrent_registrations_of_one_email(race_server: RaceServer) -> None:

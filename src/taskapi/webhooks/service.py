@@ -88,7 +88,13 @@ async def _checked_url(url: str, settings: Settings) -> str:
 async def create_webhook(
     *, session: AsyncSession, user: User, data: WebhookCreate, settings: Settings
 ) -> Webhook:
+    """At most MAX_WEBHOOKS: the count is taken with the user row locked, so two concurrent
+    creates cannot both take the last place. FOR NO KEY UPDATE on PostgreSQL (rows referring
+    to the user stay insertable meanwhile); on SQLite the locking read takes the write lock
+    (BEGIN IMMEDIATE, core/db.py) before the count. The URL is checked first, so its DNS
+    lookup holds no lock."""
     url = await _checked_url(data.url, settings)
+    await session.scalar(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     count = await session.scalar(
         select(func.count()).select_from(Webhook).where(Webhook.user_id == user.id)
     )
