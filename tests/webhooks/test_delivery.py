@@ -1,10 +1,12 @@
 """Deliveries to a real receiver on loopback: Standard Webhooks signatures verified with the
 `standardwebhooks` package, every event of §7.7 with its data, retries on the schedule
 (clock injected), a worker that died mid-delivery, 1,000 changes delivered once each and in
-commit order per task, SSRF checks at delivery, no redirects, and the 10 s limit."""
+commit order per task, SSRF checks at delivery, no redirects, and the 10 s limit; and which
+addresses count as public, IPv6 forms that carry an IPv4 address among them."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from datetime import timedelta
@@ -470,3 +472,63 @@ async def test_completing_a_recurring_task_also_announces_the_next_one(
     assert (following["title"], following["status"]) == ("Water plants", "pending")
     assert following["due_date"] == (due + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     assert bodies[2]["data"] == done
+
+
+# IPv6 forms that carry an IPv4 address, by what they carry.
+EMBEDDING_NON_PUBLIC = [
+    "::ffff:10.0.0.1",  # IPv4-mapped
+    "64:ff9b::a00:1",  # NAT64 well-known prefix (RFC 6052): 10.0.0.1
+    "64:ff9b::7f00:1",  # 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # 169.254.169.254
+    "64:ff9b::e000:1",  # 224.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4: 169.254.169.254
+    "2002:7f00:1::",  # 127.0.0.1
+    "2002:c0a8:1::1",  # 192.168.0.1
+    "2002:6440:1::1",  # 100.64.0.1, shared address space
+]
+EMBEDDING_PUBLIC = [
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+    "2002:808:808::1",
+]
+REFUSED_WHATEVER_THEY_EMBED = [
+    "64:ff9b:1::808:808",  # NAT64 local-use prefix (RFC 8215)
+    "64:ff9b:1:a00:1::",
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo: server 65.54.227.120
+    "2001:0:808:808:0:0:f7f7:f7f7",  # Teredo: server and client 8.8.8.8
+    "::808:808",  # IPv4-compatible (deprecated)
+    "::a00:1",
+]
+
+
+@pytest.mark.parametrize("address", EMBEDDING_NON_PUBLIC + REFUSED_WHATEVER_THEY_EMBED)
+def test_an_ipv6_address_carrying_a_non_public_ipv4_one_is_not_public(address: str) -> None:
+    assert not delivery.is_public(ipaddress.IPv6Address(address))
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PUBLIC)
+def test_an_ipv6_address_carrying_a_public_ipv4_one_is_public(address: str) -> None:
+    assert delivery.is_public(ipaddress.IPv6Address(address))
+
+
+@pytest.mark.parametrize("address", EMBEDDING_NON_PUBLIC + REFUSED_WHATEVER_THEY_EMBED)
+async def test_a_url_at_an_address_carrying_a_non_public_ipv4_one_is_refused(
+    dns: FakeDns, address: str
+) -> None:
+    with pytest.raises(delivery.TargetRefused):
+        await delivery.checked_address(httpx.URL(f"https://[{address}]/"), allow_private=False)
+    dns.names["hooks.example.com"] = ["93.184.215.14", address]
+    with pytest.raises(delivery.TargetRefused):
+        await delivery.checked_address(httpx.URL("https://hooks.example.com/"), allow_private=False)
+    assert dns.asked == ["hooks.example.com"]
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PUBLIC)
+async def test_a_url_at_an_address_carrying_a_public_ipv4_one_is_allowed(
+    dns: FakeDns, address: str
+) -> None:
+    dns.names["hooks.example.com"] = [address]
+    checked = await delivery.checked_address(
+        httpx.URL("https://hooks.example.com/"), allow_private=False
+    )
+    assert checked == ipaddress.IPv6Address(address)

@@ -3,9 +3,10 @@ HTTP attempt that connects only to the address it checked.
 
 SSRF: the host is resolved once per attempt, every address it resolves to must be public
 (not loopback, private, link-local — cloud metadata among them — multicast, reserved or
-otherwise non-global; an IPv4-mapped IPv6 address is judged as its IPv4 address), and the
-request then goes to the checked address itself, with the name in `Host` and in TLS (SNI
-and certificate check), so a second DNS answer cannot redirect it. Redirects are never
+otherwise non-global; an IPv6 address that carries an IPv4 one, as NAT64 and 6to4 do, is
+judged as that IPv4 address, see `is_public`), and the request then goes to the checked
+address itself, with the name in `Host` and in TLS (SNI and certificate check), so a second
+DNS answer cannot redirect it. Redirects are never
 followed, the whole attempt has 10 s, and at most 1 KiB of the answer is read.
 """
 
@@ -61,10 +62,42 @@ class TargetRefused(Exception):
     """The URL may not be called: it resolves to a non-public address, or not at all."""
 
 
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NEVER_PUBLIC_IPV6 = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("2001::/32"),
+    ipaddress.IPv6Network("::/96"),
+)
+
+
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """An IPv6 address that carries an IPv4 one reaches that IPv4 address through a
+    translator or tunnel, so the stdlib's verdict on the IPv6 address says nothing: an
+    IPv4-mapped address (::ffff:0:0/96), one of the NAT64 well-known prefix (64:ff9b::/96,
+    RFC 6052, the IPv4 address in its last 32 bits) and a 6to4 one (2002::/16, bits 16-48)
+    are judged as the IPv4 address they carry.
+
+    Refused whatever they carry: the NAT64 local-use prefix (64:ff9b:1::/48, RFC 8215),
+    which translates into the operator's own networks, with the IPv4 address at a place
+    the operator chooses; Teredo (2001::/32), whose client address is whatever NAT the
+    client sits behind and which no receiver needs; and the deprecated IPv4-compatible
+    addresses (::/96, RFC 4291), which some stacks still tunnel to their IPv4 address.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NEVER_PUBLIC_IPV6):
+            return False
+        carried = _carried_ipv4(address)
+        if carried is not None:
+            address = carried
     return address.is_global and not address.is_multicast
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return address.sixtofour
 
 
 async def resolve_host(host: str, port: int) -> list[IPAddress]:
