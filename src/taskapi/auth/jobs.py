@@ -13,6 +13,8 @@ from __future__ import annotations
 import hmac
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
 
 import structlog
 from pydantic import BaseModel
@@ -28,7 +30,7 @@ from taskapi.auth.models import (
     User,
 )
 from taskapi.core.config import Settings
-from taskapi.core.email import message_id
+from taskapi.core.email import OutgoingEmail, message_id
 from taskapi.core.jobs import JobContext, JobKind, NoPayload, RetryPolicy
 from taskapi.core.security import hash_token, link_token
 
@@ -61,28 +63,61 @@ def live_link_token(
     return None
 
 
-async def send_verification_email(context: JobContext, job: LinkEmailJob) -> None:
-    user = await context.session.get(User, job.user_id)
-    if user is None or user.is_active:
-        return
+class _LinkEmailBuilder(Protocol):
+    """What auth/emails.py's builders have in common, so one helper sends all three; the
+    lockout email gets the end of its lock bound beforehand."""
+
+    def __call__(
+        self, *, settings: Settings, to: str, full_name: str, token: str, message_id: str | None
+    ) -> OutgoingEmail: ...
+
+
+async def _send_link_email(
+    context: JobContext,
+    job: LinkEmailJob,
+    *,
+    user: User,
+    kind: str,
+    token_hash: str | None,
+    expires_at: datetime | None,
+    email: _LinkEmailBuilder,
+) -> None:
+    """The rule the three link emails share: the email goes out only while the link the job
+    was queued for is the account's live one (`token_hash`, `expires_at`), so a job whose
+    link was since replaced, used or expired does nothing but say so in the log."""
     token = live_link_token(
         settings=context.settings,
         nonce=job.nonce,
-        token_hash=user.email_verification_token_hash,
-        expires_at=user.email_verification_expires_at,
+        token_hash=token_hash,
+        expires_at=expires_at,
         now=context.now,
     )
     if token is None:
-        log.info("link_email_skipped", kind=VERIFICATION_EMAIL.name, reason="link no longer live")
+        log.info("link_email_skipped", kind=kind, reason="link no longer live")
         return
     await context.email.send(
-        verification_email(
+        email(
             settings=context.settings,
             to=user.email,
             full_name=user.full_name,
             token=token,
             message_id=message_id(context.job_id, context.settings.smtp_from),
         )
+    )
+
+
+async def send_verification_email(context: JobContext, job: LinkEmailJob) -> None:
+    user = await context.session.get(User, job.user_id)
+    if user is None or user.is_active:
+        return
+    await _send_link_email(
+        context,
+        job,
+        user=user,
+        kind=VERIFICATION_EMAIL.name,
+        token_hash=user.email_verification_token_hash,
+        expires_at=user.email_verification_expires_at,
+        email=verification_email,
     )
 
 
@@ -90,24 +125,14 @@ async def send_password_reset_email(context: JobContext, job: LinkEmailJob) -> N
     user = await context.session.get(User, job.user_id)
     if user is None:
         return
-    token = live_link_token(
-        settings=context.settings,
-        nonce=job.nonce,
+    await _send_link_email(
+        context,
+        job,
+        user=user,
+        kind=PASSWORD_RESET_EMAIL.name,
         token_hash=user.password_reset_token_hash,
         expires_at=user.password_reset_expires_at,
-        now=context.now,
-    )
-    if token is None:
-        log.info("link_email_skipped", kind=PASSWORD_RESET_EMAIL.name, reason="link no longer live")
-        return
-    await context.email.send(
-        password_reset_email(
-            settings=context.settings,
-            to=user.email,
-            full_name=user.full_name,
-            token=token,
-            message_id=message_id(context.job_id, context.settings.smtp_from),
-        )
+        email=password_reset_email,
     )
 
 
@@ -117,25 +142,14 @@ async def send_account_locked_email(context: JobContext, job: LinkEmailJob) -> N
     user = await context.session.get(User, job.user_id)
     if user is None or user.locked_until is None or user.locked_until <= context.now:
         return
-    token = live_link_token(
-        settings=context.settings,
-        nonce=job.nonce,
+    await _send_link_email(
+        context,
+        job,
+        user=user,
+        kind=ACCOUNT_LOCKED_EMAIL.name,
         token_hash=user.password_reset_token_hash,
         expires_at=user.password_reset_expires_at,
-        now=context.now,
-    )
-    if token is None:
-        log.info("link_email_skipped", kind=ACCOUNT_LOCKED_EMAIL.name, reason="link no longer live")
-        return
-    await context.email.send(
-        account_locked_email(
-            settings=context.settings,
-            to=user.email,
-            full_name=user.full_name,
-            token=token,
-            locked_until=user.locked_until,
-            message_id=message_id(context.job_id, context.settings.smtp_from),
-        )
+        email=partial(account_locked_email, locked_until=user.locked_until),
     )
 
 
