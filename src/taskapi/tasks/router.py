@@ -210,7 +210,7 @@ async def update_task(
     session: SessionDep,
     user: TasksWrite,
     response: Response,
-) -> Task:
+) -> TaskRead:
     task = await service.update_task(
         session=session, user=user, task_id=task_id, changes=body, if_match=if_match
     )
