@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
@@ -167,7 +167,7 @@ async def rotate_secret(
 async def send_test_event(*, session: AsyncSession, user: User, webhook_id: uuid.UUID) -> None:
     webhook = await get_webhook(session=session, user=user, webhook_id=webhook_id)
     await _queue_delivery(
-        session, webhook, event_type=PING, data={"webhook_id": str(webhook.id)}, at=utcnow()
+        session, webhook.id, event_type=PING, data={"webhook_id": str(webhook.id)}, at=utcnow()
     )
 
 
@@ -185,28 +185,35 @@ async def list_deliveries(
     )
 
 
+# Built once: every change of every user runs it, and most users have no webhook.
+_SUBSCRIPTIONS = select(Webhook.id, Webhook.events).where(
+    Webhook.user_id == bindparam("user_id"), Webhook.enabled.is_(True)
+)
+
+
 async def deliver_event(session: AsyncSession, event: Event) -> None:
     """The event consumer (core/events.py): one delivery per enabled webhook of the user
     that subscribed to the event, in the change's transaction."""
-    webhooks = [
-        webhook
-        for webhook in await session.scalars(
-            select(Webhook).where(Webhook.user_id == event.user_id, Webhook.enabled.is_(True))
+    connection = await session.connection()
+    webhook_ids = [
+        webhook_id
+        for webhook_id, events in await connection.execute(
+            _SUBSCRIPTIONS, {"user_id": event.user_id}
         )
-        if event.type in webhook.events
+        if event.type in events
     ]
-    if not webhooks:
+    if not webhook_ids:
         return
     data = dict(await event.render())
-    for webhook in webhooks:
+    for webhook_id in webhook_ids:
         await _queue_delivery(
-            session, webhook, event_type=event.type, data=data, at=event.occurred_at
+            session, webhook_id, event_type=event.type, data=data, at=event.occurred_at
         )
 
 
 async def _queue_delivery(
     session: AsyncSession,
-    webhook: Webhook,
+    webhook_id: uuid.UUID,
     *,
     event_type: str,
     data: dict[str, Any],
@@ -219,7 +226,7 @@ async def _queue_delivery(
     )
     now = utcnow()
     row = WebhookDelivery(
-        webhook_id=webhook.id,
+        webhook_id=webhook_id,
         event=event_type,
         body=body,
         attempts=0,
