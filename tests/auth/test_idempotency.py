@@ -19,6 +19,7 @@ from taskapi.auth.models import IdempotencyRecord
 from taskapi.categories.models import Category
 from taskapi.tasks import service as tasks_service
 from taskapi.tasks.models import Task
+from taskapi.tasks.schemas import TaskRead
 from tests.support.auth import API, bearer
 from tests.support.backends import POSTGRES_URL
 from tests.support.factories import SignedIn
@@ -242,7 +243,7 @@ async def test_a_5xx_is_not_kept_and_frees_the_key(
     create_task = tasks_service.create_task
     calls = 0
 
-    async def fail_once(**kwargs: Any) -> Task:
+    async def fail_once(**kwargs: Any) -> TaskRead:
         nonlocal calls
         calls += 1
         task = await create_task(**kwargs)
@@ -369,7 +370,7 @@ async def test_the_same_key_fired_10_times_at_once_creates_one_task(
     answered = 0
     others_answered = asyncio.Event()
 
-    async def slow_create(**kwargs: Any) -> Task:
+    async def slow_create(**kwargs: Any) -> TaskRead:
         if POSTGRES_URL is not None:
             await asyncio.wait_for(others_answered.wait(), timeout=30)
         else:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.core.errors import BadRequest, PreconditionRequired
 from taskapi.core.pagination import Page, PageParams
 from taskapi.tasks import service
-from taskapi.tasks.models import TaskPriority, TaskStatus
+from taskapi.tasks.models import Task, TaskPriority, TaskStatus
 from taskapi.tasks.schemas import TaskCreate, TaskListQuery, TaskUpdate
 from taskapi.tasks.service import TaskNotFound, VersionConflict
 from tests.support.factories import SignedIn
@@ -251,7 +251,8 @@ async def test_touch_task_bumps_version_and_updated_at(
 ) -> None:
     task = await add_task(alice.user, "Touched", version=2)
     before = task.updated_at
-    loaded = await service.get_task(session=session, user=alice.user, task_id=task.id)
+    loaded = await session.get(Task, task.id)
+    assert loaded is not None
 
     await service.touch_task(session=session, task=loaded)
     await session.commit()
@@ -275,7 +276,8 @@ async def test_touch_task_of_a_task_deleted_meanwhile_is_not_found(
     session: AsyncSession, alice: SignedIn, add_task: AddTask
 ) -> None:
     task = await add_task(alice.user, "Touched")
-    loaded = await service.get_task(session=session, user=alice.user, task_id=task.id)
+    loaded = await session.get(Task, task.id)
+    assert loaded is not None
     await service.delete_task(session=session, user=alice.user, task_id=task.id)
 
     with pytest.raises(TaskNotFound):

@@ -121,7 +121,7 @@ async def create_task(
     _: Annotated[None, idempotent(Scope.TASKS_WRITE)],
     request: Request,
     response: Response,
-) -> Task:
+) -> TaskRead:
     task = await service.create_task(session=session, user=user, data=body)
     set_etag(response, task.version)
     set_location(response, request, "get_task", task_id=str(task.id))
@@ -172,7 +172,7 @@ async def task_stats(
 )
 async def get_task(
     task_id: uuid.UUID, session: SessionDep, user: TasksRead, response: Response
-) -> Task:
+) -> TaskRead:
     task = await service.get_task(session=session, user=user, task_id=task_id)
     set_etag(response, task.version)
     return task
