@@ -309,6 +309,11 @@ async def live(_: Request) -> Response:
     return _json({"status": "alive"})
 
 
+async def webhook_receiver(_: Request) -> Response:
+    """Where the app's webhook scenarios deliver (bench/harness.py): accepted, not kept."""
+    return Response(status_code=204)
+
+
 @asynccontextmanager
 async def lifespan(_: Starlette) -> Any:
     global pool
@@ -326,6 +331,7 @@ app = Starlette(
         Route("/api/v1/users/me", me, methods=["GET"]),
         Route("/api/v1/auth/login", login, methods=["POST"]),
         Route("/health/live", live, methods=["GET"]),
+        Route("/webhook-receiver", webhook_receiver, methods=["POST"]),
     ],
     lifespan=lifespan,
 )

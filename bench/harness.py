@@ -34,6 +34,8 @@ import httpx
 
 from taskapi.core.models import new_id
 from taskapi.core.security import argon2id
+from taskapi.webhooks.delivery import new_secret
+from taskapi.webhooks.schemas import EventType
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "scenario.lua"
@@ -56,7 +58,16 @@ SCENARIOS = [
     ("h1", "big_first", "GET /tasks, 100k tasks: first page"),
     ("h2", "big_offset", "GET /tasks, 100k tasks: deep page by offset"),
     ("h3", "big_cursor", "GET /tasks, 100k tasks: deep page by cursor"),
+    # The second wave's costs, each against the floor's plain request of the same kind.
+    ("i", "get_task_pat", "GET /tasks/{id} with a personal access token"),
+    ("j", "create_task_keyed", "POST /tasks with an Idempotency-Key"),
+    ("k", "create_task_hooked", "POST /tasks, a webhook on every event"),
+    ("l", "patch_task_hooked", "PATCH /tasks/{id}, a webhook on every event"),
 ]
+HOOKED_MODES = {"create_task_hooked", "patch_task_hooked"}
+FLOOR_WEBHOOK_RECEIVER = "/webhook-receiver"
+"""The floor's route that accepts the app's webhook deliveries (bench/floor.py)."""
+"""Run after every other scenario: they subscribe the users to a webhook, which stays."""
 
 
 @dataclass
@@ -250,6 +261,70 @@ def login(url: str, email: str) -> str:
     return token
 
 
+def personal_token(url: str, access_token: str) -> str:
+    response = httpx.post(
+        f"{url}/api/v1/auth/tokens",
+        json={"name": "bench", "scopes": ["tasks:read", "tasks:write"]},
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["token"]
+    return token
+
+
+async def subscribe_to_everything(database_url: str, users: list[dict[str, Any]], url: str) -> None:
+    """A webhook on every event for each user, written as the API would (POST /webhooks
+    refuses a loopback http:// target in production, and the receiver is the floor's)."""
+    now = datetime.now(UTC)
+    connection = await asyncpg.connect(asyncpg_url(database_url))
+    try:
+        await connection.copy_records_to_table(
+            "webhooks",
+            records=[
+                (
+                    new_id(),
+                    user["id"],
+                    url,
+                    json.dumps([str(event) for event in EventType]),
+                    "bench",
+                    True,
+                    new_secret(),
+                    now,
+                    now,
+                )
+                for user in users
+            ],
+            columns=[
+                "id",
+                "user_id",
+                "url",
+                "events",
+                "description",
+                "enabled",
+                "secret",
+                "created_at",
+                "updated_at",
+            ],
+        )
+    finally:
+        await connection.close()
+
+
+async def delivery_outcomes(database_url: str) -> dict[str, int]:
+    """How the webhook scenarios' deliveries stand when the runs end."""
+    connection = await asyncpg.connect(asyncpg_url(database_url))
+    try:
+        row = await connection.fetchrow(
+            "SELECT count(*) AS queued, count(delivered_at) AS delivered, "
+            "count(*) FILTER (WHERE last_error IS NOT NULL AND delivered_at IS NULL) AS failing "
+            "FROM webhook_deliveries"
+        )
+    finally:
+        await connection.close()
+    return dict(row) if row is not None else {}
+
+
 def deep_cursor(url: str, token: str, offset: int) -> str:
     """Walk the server's own cursor pages to `offset`: the cursor format stays its business."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -429,6 +504,7 @@ def main() -> None:
         return
     secret = secrets.token_urlsafe(48)
     scenarios = [s for s in SCENARIOS if not args.only or s[0] in args.only]
+    scenarios.sort(key=lambda scenario: scenario[1] in HOOKED_MODES)
     with bench_database() as database_url:
         sqlalchemy_url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
         common = {"DATABASE_URL": sqlalchemy_url, "JWT_SECRET_KEY": secret, "HOST": "127.0.0.1"}
@@ -448,6 +524,8 @@ def main() -> None:
                 "ENABLE_METRICS": "true",
                 "RATE_LIMIT_USER_PER_MINUTE": "100000000",
                 "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "100000000",
+                # The webhook scenarios deliver to the floor's receiver on 127.0.0.1.
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
                 **dict(setting.split("=", 1) for setting in args.app_env),
             },
             workdir,
@@ -523,7 +601,9 @@ def run_all(
             "password": PASSWORD,
             "threads": [
                 {
-                    "token": login(server.url, user["email"]),
+                    "token": (token := login(server.url, user["email"])),
+                    # The floor knows no personal tokens: its (i) is (a) again.
+                    "pat": personal_token(server.url, token) if server is app else token,
                     "login_email": user["email"],
                     "tasks": user["task_ids"],
                     "patch_tasks": user["task_ids"][:500],
@@ -540,7 +620,15 @@ def run_all(
             data["big"]["cursor"] = deep_cursor(server.url, big_token, profile.deep_offset)
         contexts[server.name] = data
 
+    subscribed = False
     for letter, mode, label in scenarios:
+        if mode in HOOKED_MODES and not subscribed:
+            asyncio.run(
+                subscribe_to_everything(
+                    database_url, seeded.thread_users, f"{floor.url}{FLOOR_WEBHOOK_RECEIVER}"
+                )
+            )
+            subscribed = True
         row: dict[str, Any] = {"scenario": letter, "label": label}
         for server in (app, floor):
             data = contexts[server.name]
@@ -548,7 +636,7 @@ def run_all(
             for run_seconds, key in ((profile.warmup, None), (profile.duration, server.name)):
                 if run_seconds == 0:
                     continue
-                if mode == "patch_task":
+                if mode in {"patch_task", "patch_task_hooked"}:
                     # wrk stops with requests in flight; let the server finish them before
                     # reading versions, or the next run starts from stale ones (409s).
                     time.sleep(1)
@@ -572,6 +660,8 @@ def run_all(
         results["scenarios"].append(row)
         if mode == "login":
             results["argon2_raw_per_second"] = raw_argon2_rate(max(2, profile.duration // 2))
+    if subscribed:
+        results["webhook_deliveries"] = asyncio.run(delivery_outcomes(database_url))
     return results
 
 
@@ -681,6 +771,12 @@ def print_table(results: dict[str, Any], profile: Profile) -> None:
     if {"h1", "h3"} <= by_letter.keys():
         ratio = by_letter["h3"]["app"]["p50_us"] / by_letter["h1"]["app"]["p50_us"]
         print(f"deep cursor page p50 vs first page: {ratio:.2f}x")
+    if "webhook_deliveries" in results:
+        outcomes = results["webhook_deliveries"]
+        print(
+            f"webhook deliveries when the runs ended: {outcomes['queued']} queued, "
+            f"{outcomes['delivered']} delivered, {outcomes['failing']} failing"
+        )
     rss = ", ".join(f"{mb:.0f}" for mb in results.get("memory_mb", []))
     print(f"app worker RSS after the run (MB): {rss}")
 

@@ -23,6 +23,13 @@ function init(args)
       ["Authorization"] = "Bearer " .. me.token,
       ["Content-Type"] = "application/json",
     }
+    pat_headers = { ["Authorization"] = "Bearer " .. me.pat }
+    keyed_headers = {
+      ["Authorization"] = "Bearer " .. me.token,
+      ["Content-Type"] = "application/json",
+    }
+    -- Unique per run and thread: a key is kept 24 hours, and runs share the database.
+    key_prefix = string.format("bench-%d-%d-%d-", os.time(), index, math.random(1e9))
     versions = me.patch_versions or {}
     login_body = '{"email":"' .. me.login_email .. '","password":"' .. data.password .. '"}'
   end
@@ -45,11 +52,19 @@ function request()
     return wrk.format("GET", "/api/v1/tasks/" .. id, json_headers)
   elseif mode == "list_tasks" then
     return wrk.format("GET", "/api/v1/tasks?limit=20", json_headers)
-  elseif mode == "create_task" then
+  elseif mode == "get_task_pat" then
+    local _, id = next_task(me.tasks)
+    return wrk.format("GET", "/api/v1/tasks/" .. id, pat_headers)
+  elseif mode == "create_task" or mode == "create_task_hooked" then
     counter = counter + 1
     local body = '{"title":"bench task ' .. counter .. '","priority":"high"}'
     return wrk.format("POST", "/api/v1/tasks", json_headers, body)
-  elseif mode == "patch_task" then
+  elseif mode == "create_task_keyed" then
+    counter = counter + 1
+    local body = '{"title":"bench task ' .. counter .. '","priority":"high"}'
+    keyed_headers["Idempotency-Key"] = key_prefix .. counter
+    return wrk.format("POST", "/api/v1/tasks", keyed_headers, body)
+  elseif mode == "patch_task" or mode == "patch_task_hooked" then
     local i, id = next_task(me.patch_tasks)
     local version = versions[i] or 1
     versions[i] = version + 1
