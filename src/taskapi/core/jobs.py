@@ -201,6 +201,9 @@ def _unique_key(kind: JobKind[Any], key: str) -> str:
     return unique_key
 
 
+_INSERT_JOB = insert(Job)
+
+
 async def enqueue(
     session: AsyncSession,
     kind: JobKind[PayloadT],
@@ -231,7 +234,9 @@ async def enqueue(
         "updated_at": now,
     }
     if key is None:
-        await session.execute(insert(Job).values(values))
+        # Core, on the connection, with a statement built once: a job may come with every
+        # change (a webhook delivery), and the ORM's bulk insert path costs more.
+        await (await session.connection()).execute(_INSERT_JOB, values)
         return
     values["unique_key"] = _unique_key(kind, key)
     replaced = {name: value for name, value in values.items() if name != "id"}

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.auth.models import User
@@ -21,7 +21,7 @@ from taskapi.core.config import Settings
 from taskapi.core.errors import BadRequest, NotFound
 from taskapi.core.events import Event
 from taskapi.core.jobs import enqueue
-from taskapi.core.models import utcnow
+from taskapi.core.models import new_id, utcnow
 from taskapi.webhooks import delivery
 from taskapi.webhooks.jobs import DELIVER, DeliveryJob
 from taskapi.webhooks.models import Webhook, WebhookDelivery
@@ -211,6 +211,10 @@ async def deliver_event(session: AsyncSession, event: Event) -> None:
         )
 
 
+# A Core INSERT built once: a delivery is written with every change a webhook hears of.
+_INSERT_DELIVERY = insert(WebhookDelivery)
+
+
 async def _queue_delivery(
     session: AsyncSession,
     webhook_id: uuid.UUID,
@@ -225,14 +229,22 @@ async def _queue_delivery(
         ensure_ascii=False,
     )
     now = utcnow()
-    row = WebhookDelivery(
-        webhook_id=webhook_id,
-        event=event_type,
-        body=body,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+    delivery_id = new_id()
+    connection = await session.connection()
+    await connection.execute(
+        _INSERT_DELIVERY,
+        {
+            "id": delivery_id,
+            "webhook_id": webhook_id,
+            "event": event_type,
+            "body": body,
+            "attempts": 0,
+            "status_code": None,
+            "duration_ms": None,
+            "last_error": None,
+            "delivered_at": None,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
     )
-    session.add(row)
-    await session.flush()
-    await enqueue(session, DELIVER, DeliveryJob(delivery_id=row.id), run_at=now)
+    await enqueue(session, DELIVER, DeliveryJob(delivery_id=delivery_id), run_at=now)
