@@ -51,6 +51,9 @@ async def test_requests_are_labelled_by_route_template_never_raw_path(
         assert (await client.get("/api/v1/probe-metrics/items/3/")).status_code == 404
         assert (await client.get(unknown)).status_code == 404
         assert (await client.post("/health/live")).status_code == 405
+        # A route of a router the app includes under its prefix (/api/v1) knows its path
+        # without it: the label is still the whole template.
+        assert (await client.get(f"/api/v1/tasks/{uuid.uuid4()}")).status_code == 401
         after = await scrape(client)
 
     def delta(name: str, **labels: str) -> float:
@@ -60,6 +63,7 @@ async def test_requests_are_labelled_by_route_template_never_raw_path(
     assert delta(requests, handler=TEMPLATE, method="GET", status="200") == 2
     assert delta(requests, handler="none", method="GET", status="404") == 2
     assert delta(requests, handler="/health/live", method="POST", status="405") == 1
+    assert delta(requests, handler="/api/v1/tasks/{task_id}", method="GET", status="401") == 1
     duration = "http_request_duration_seconds_count"
     assert delta(duration, handler=TEMPLATE, method="GET") == 2
     handlers = {dict(labels).get("handler") for _, labels in after}

@@ -14,9 +14,11 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,6 +30,8 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskapi.core.openapi import operation_id
 
 METRICS_PATH = "/metrics"
 UNMATCHED_HANDLER = "none"
@@ -112,7 +116,9 @@ class HttpMetricsMiddleware:
     GET /users/me about a sixth of its throughput in `bench/run`. The router records the
     route it matched in the scope, so that is read after the answer: anything it did not
     match (404, a 429 or 413 answered before routing) is `none`, so a client cannot add
-    series by inventing paths.
+    series by inventing paths. A route of an included router knows its path without the
+    prefix; its template (`/api/v1/tasks/{task_id}`) comes from the OpenAPI document, by
+    operation id (unique, core/openapi.py), read once.
 
     The duration ends when the last byte of the answer is sent: a route's background tasks
     run after that, inside the same ASGI call, and the client does not wait for them.
@@ -120,11 +126,14 @@ class HttpMetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._templates: dict[str, str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self._templates is None:
+            self._templates = _templates_by_operation(scope["app"].openapi())
         started = time.perf_counter()
         finished = 0.0
         status = 500
@@ -146,14 +155,31 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_counting)
         finally:
             duration = (finished or time.perf_counter()) - started
-            route = scope.get("route")
-            handler = getattr(route, "path", None) or UNMATCHED_HANDLER
+            handler = self._handler(scope.get("route"))
             method: str = scope["method"]
             _REQUESTS.labels(method, str(status), handler).inc()
             _REQUEST_SIZE.labels(handler).observe(_content_length(scope))
             _RESPONSE_SIZE.labels(handler).observe(response_bytes)
             _LATENCY_HIGHR.observe(duration)
             _LATENCY_LOWR.labels(method, handler).observe(duration)
+
+    def _handler(self, route: object) -> str:
+        if route is None:
+            return UNMATCHED_HANDLER
+        if isinstance(route, APIRoute):
+            template = (self._templates or {}).get(operation_id(route))
+            if template is not None:
+                return template
+        return getattr(route, "path", None) or UNMATCHED_HANDLER
+
+
+def _templates_by_operation(openapi: dict[str, Any]) -> dict[str, str]:
+    return {
+        operation["operationId"]: path
+        for path, operations in openapi["paths"].items()
+        for operation in operations.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
 
 
 def _content_length(scope: Scope) -> int:
