@@ -27,6 +27,10 @@ async def race_server(
             "APP_ENV": "production",
             **database_env(database_url),
             "WORKERS": "2",
+            # All the racing requests of a test may land in one worker (whichever accepts
+            # first) and hold a connection each while queued on a row; the default pool
+            # (10 + 20) then left none for the embedded job worker or one more request.
+            "DATABASE_MAX_OVERFLOW": "30",
             "ENABLE_RATE_LIMITING": "false",
             "ENABLE_METRICS": "false",
         }

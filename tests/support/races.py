@@ -2,9 +2,16 @@
 and a barrier that releases racing requests at once.
 
 The barrier holds an account's user row FOR UPDATE while the test starts its requests and
-waits until every one of them is blocked on a lock (so each has done all it does before
+waits until every one of them is queued on that row (so each has done all it does before
 touching the row, argon2 included); leaving it commits, and the requests then really
-overlap, in the order they reached the lock, every run.
+overlap, every run.
+
+Which of them gets the row first is certain: the one that reached the lock first (it holds
+PostgreSQL's tuple lock while it waits for the barrier). The others are not served in the
+order they queued: once the row has been updated, each waiter follows the update chain and
+waits for the updating transaction itself, and when that ends they all race for the new
+version. A test may rely on the first request it queued going first, never on the last
+going last.
 """
 
 from __future__ import annotations
@@ -63,28 +70,43 @@ BARRIER_TIMEOUT_SECONDS = 60
 WaitForBlocked = Callable[[int], Awaitable[None]]
 
 
-async def _blocked_on_locks(engine: AsyncEngine) -> int:
+# Sessions queued on the barrier's row: the first waits for the barrier's transaction, the
+# others for the tuple lock the first holds. Not every session waiting on some lock: the
+# barrier must count its requests only.
+_QUEUED_ON_THE_ROW = text(
+    """
+    SELECT count(DISTINCT waiting.pid) FROM pg_locks AS waiting
+    WHERE NOT waiting.granted AND (
+        (waiting.locktype = 'tuple'
+         AND waiting.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND waiting.relation = to_regclass(:table))
+        OR (waiting.locktype = 'transactionid' AND waiting.transactionid IN (
+            SELECT held.transactionid FROM pg_locks AS held
+            WHERE held.pid = :barrier AND held.locktype = 'transactionid' AND held.granted)))
+    """
+)
+
+
+async def _queued_on_the_row(engine: AsyncEngine, barrier_pid: int) -> int:
     async with engine.connect() as connection:
-        blocked = await connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
+        queued = await connection.scalar(
+            _QUEUED_ON_THE_ROW, {"table": User.__tablename__, "barrier": barrier_pid}
         )
-    return int(blocked or 0)
+    return int(queued or 0)
 
 
 @asynccontextmanager
 async def user_row_barrier(engine: AsyncEngine, email: str) -> AsyncIterator[WaitForBlocked]:
     """Holds the user row FOR UPDATE until the block ends; the callable it gives returns
-    once that many requests wait on a lock."""
-
-    async def wait_for_blocked(count: int) -> None:
-        deadline = time.monotonic() + BARRIER_TIMEOUT_SECONDS
-        while (blocked := await _blocked_on_locks(engine)) < count:
-            assert time.monotonic() < deadline, f"{blocked} of {count} requests reached the lock"
-            await asyncio.sleep(0.02)
-
+    once that many requests are queued on the row."""
     async with engine.connect() as connection, connection.begin():
         await connection.execute(select(User.id).where(User.email == email).with_for_update())
+        barrier_pid = int(await connection.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+        async def wait_for_blocked(count: int) -> None:
+            deadline = time.monotonic() + BARRIER_TIMEOUT_SECONDS
+            while (queued := await _queued_on_the_row(engine, barrier_pid)) < count:
+                assert time.monotonic() < deadline, f"{queued} of {count} requests reached the lock"
+                await asyncio.sleep(0.02)
+
         yield wait_for_blocked
