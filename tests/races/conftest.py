@@ -29,7 +29,7 @@ async def race_server(
             "WORKERS": "2",
             # All the racing requests of a test may land in one worker (whichever accepts
             # first) and hold a connection each while queued on a row; the default pool
-            # (10 + 20) then left none for the embedded job worker or one more request.
+            # (20 + 10) would then leave none for the embedded job worker or one more request.
             "DATABASE_MAX_OVERFLOW": "30",
             "ENABLE_RATE_LIMITING": "false",
             "ENABLE_METRICS": "false",
