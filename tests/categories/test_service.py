@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,6 +16,7 @@ from taskapi.tasks.models import Task, task_categories
 from tests.support.apps import state_of
 from tests.support.categories import stored_categories
 from tests.support.factories import SignedIn
+from tests.support.races import until_a_session_waits_for_a_lock
 
 
 async def test_a_name_conflict_leaves_the_transaction_usable(
@@ -89,21 +90,6 @@ async def test_list_orders_by_case_folded_name_then_exact_name(
     ]
 
 
-async def _until_a_backend_waits_for_a_lock(session: AsyncSession) -> None:
-    for _ in range(400):
-        waiting = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-        await session.commit()
-        if waiting:
-            return
-        await asyncio.sleep(0.025)
-    pytest.fail("the assignment never waited for the deleting transaction's lock")
-
-
 @pytest.mark.needs_services(
     "postgresql",
     reason="needs two writers at once; SQLite serialises whole transactions",
@@ -125,7 +111,7 @@ async def test_a_category_deleted_during_an_assignment_is_not_found_not_a_confli
             )
         )
         # The link's foreign key check waits for the deleter's row lock; then it commits.
-        await _until_a_backend_waits_for_a_lock(session)
+        await until_a_session_waits_for_a_lock(session, what="the assignment")
         await deleter.commit()
         with pytest.raises(service.CategoryNotFound) as caught:
             await attempt

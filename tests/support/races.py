@@ -24,8 +24,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+import pytest
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskapi.auth.models import User
 from tests.support.factories import DEFAULT_PASSWORD
@@ -66,6 +67,25 @@ class RaceServer:
 
 
 BARRIER_TIMEOUT_SECONDS = 60
+
+
+async def until_a_session_waits_for_a_lock(session: AsyncSession, *, what: str) -> None:
+    """Returns once a session of the test's PostgreSQL database waits for a lock, polling
+    for up to 10 s on `session` (each poll its own transaction); fails naming `what` never
+    waited."""
+    for _ in range(400):
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        await session.commit()
+        if waiting:
+            return
+        await asyncio.sleep(0.025)
+    pytest.fail(f"{what} never waited for a lock")
+
 
 WaitForBlocked = Callable[[int], Awaitable[None]]
 

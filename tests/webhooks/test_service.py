@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskapi.core.config import Settings
@@ -15,6 +15,7 @@ from taskapi.webhooks.models import Webhook
 from taskapi.webhooks.schemas import WebhookCreate
 from tests.support.apps import state_of
 from tests.support.factories import SignedIn
+from tests.support.races import until_a_session_waits_for_a_lock
 
 # A literal public address: nothing is resolved, and creating sends nothing to it.
 PUBLIC_LITERAL = "https://93.184.215.14/hook"
@@ -27,18 +28,7 @@ async def _until_a_create_waits(session: AsyncSession) -> None:
     if session.get_bind().dialect.name == "sqlite":
         await asyncio.sleep(0.5)
         return
-    for _ in range(400):
-        waiting = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-        await session.commit()
-        if waiting:
-            return
-        await asyncio.sleep(0.025)
-    pytest.fail("the second create never waited for the first one's lock")
+    await until_a_session_waits_for_a_lock(session, what="the second create")
 
 
 async def test_a_create_racing_the_one_that_takes_the_last_place_is_refused(
