@@ -122,7 +122,7 @@ class RedisCacheStore:
         return self._key_prefix + key
 
     async def get(self, key: str) -> Lookup:
-        redis_key = self._key_prefix + key
+        redis_key = self.redis_key(key)
         early = _prefetched.get()
         # An invalidation still to deliver may concern the value read early: read again.
         if early is not None and redis_key in early and not self._undelivered:
@@ -160,7 +160,7 @@ class RedisCacheStore:
     async def invalidate(self, key: str) -> None:
         early = _prefetched.get()
         if early is not None:
-            early.pop(self._key_prefix + key, None)
+            early.pop(self.redis_key(key), None)
         self._undelivered.add(key)
         if not self._outage.should_try():
             return

@@ -167,9 +167,12 @@ _TASK_ENTITY = (
     .where(_owned_task(bindparam("user_id"), bindparam("task_id")))
     .options(joinedload(Task.categories))
 )
-_CATEGORY_OF_TASK = tuple(column.label(f"category_{column.key}") for column in Category.__table__.c)
+_CATEGORY_OF_TASK = {
+    column.key: column.label(f"category_{column.key}") for column in Category.__table__.c
+}
+"""A category's columns as the join of one task reads them: by key, under a label each."""
 _READ_TASK = (
-    select(*Task.__table__.c, *_CATEGORY_OF_TASK)
+    select(*Task.__table__.c, *_CATEGORY_OF_TASK.values())
     .select_from(Task)
     .outerjoin(task_categories, task_categories.c.task_id == Task.id)
     .outerjoin(Category, Category.id == task_categories.c.category_id)
@@ -270,10 +273,9 @@ async def get_task(*, session: AsyncSession, user: User, task_id: uuid.UUID) -> 
     rows = (await connection.execute(_READ_TASK, {"user_id": user.id, "task_id": task_id})).all()
     if not rows:
         raise TaskNotFound
-    prefix = len("category_")
     task = {column.key: rows[0]._mapping[column] for column in Task.__table__.c}
     task["categories"] = [
-        {label.name[prefix:]: row._mapping[label.name] for label in _CATEGORY_OF_TASK}
+        {key: row._mapping[label] for key, label in _CATEGORY_OF_TASK.items()}
         for row in rows
         if row.category_id is not None
     ]
