@@ -20,19 +20,24 @@ def test_a_fresh_process_configures_every_mapper() -> None:
     assert result.stdout.strip() == "configured"
 
 
-def test_a_served_app_freezes_what_its_start_up_made_and_a_plain_app_does_not(
+def test_a_served_app_freezes_what_its_start_up_made_and_caches_loggers_a_plain_app_not(
     tmp_path: Path,
 ) -> None:
     """In a fresh process, as a worker of `taskapi serve` runs: after the lifespan started,
-    the collector's permanent generation holds the start-up objects (create_served_app);
-    an app made by create_app, as the tests make them, leaves the collector as it was."""
+    the collector's permanent generation holds the start-up objects and structlog caches
+    loggers (create_served_app); an app made by create_app, as the tests make them, leaves
+    the collector as it was and its loggers reconfigurable."""
     code = (
-        "import asyncio, gc\n"
+        "import asyncio, gc, structlog\n"
         "from taskapi.app import create_app, create_served_app\n"
         "async def started(app):\n"
         "    async with app.router.lifespan_context(app):\n"
         "        return gc.get_freeze_count()\n"
-        "print(asyncio.run(started(create_app())), asyncio.run(started(create_served_app())))\n"
+        "def cached():\n"
+        "    return int(structlog.get_config()['cache_logger_on_first_use'])\n"
+        "plain = asyncio.run(started(create_app())), cached()\n"
+        "served = asyncio.run(started(create_served_app())), cached()\n"
+        "print(*plain, *served)\n"
     )
     result = subprocess.run(  # noqa: S603
         [sys.executable, "-c", code],
@@ -48,6 +53,9 @@ def test_a_served_app_freezes_what_its_start_up_made_and_a_plain_app_does_not(
         },
     )
     assert result.returncode == 0, result.stderr
-    plain, served = (int(count) for count in result.stdout.split())
-    assert plain == 0
-    assert served > 10_000
+    plain_frozen, plain_cached, served_frozen, served_cached = (
+        int(value) for value in result.stdout.split()
+    )
+    assert (plain_frozen, plain_cached) == (0, 0)
+    assert served_frozen > 10_000
+    assert served_cached == 1

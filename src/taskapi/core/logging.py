@@ -27,7 +27,7 @@ MAX_CHAINED_EXCEPTIONS = 5
 MAX_EXCEPTION_MESSAGE_CHARS = 2000
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, cache_loggers: bool = False) -> None:
     level = logging.getLevelName(settings.log_level)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -54,6 +54,7 @@ def configure_logging(settings: Settings) -> None:
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=factory,
+        cache_logger_on_first_use=cache_loggers,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("uvicorn.access").disabled = True
