@@ -11,6 +11,7 @@ then keeps every value in a file there, and `/metrics` sums all workers' files.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -155,13 +156,14 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_counting)
         finally:
             duration = (finished or time.perf_counter()) - started
-            handler = self._handler(scope.get("route"))
-            method: str = scope["method"]
-            _REQUESTS.labels(method, str(status), handler).inc()
-            _REQUEST_SIZE.labels(handler).observe(_content_length(scope))
-            _RESPONSE_SIZE.labels(handler).observe(response_bytes)
+            requests, request_size, response_size, latency = _series(
+                scope["method"], status, self._handler(scope.get("route"))
+            )
+            requests.inc()
+            request_size.observe(_content_length(scope))
+            response_size.observe(response_bytes)
             _LATENCY_HIGHR.observe(duration)
-            _LATENCY_LOWR.labels(method, handler).observe(duration)
+            latency.observe(duration)
 
     def _handler(self, route: object) -> str:
         if route is None:
@@ -171,6 +173,18 @@ class HttpMetricsMiddleware:
             if template is not None:
                 return template
         return getattr(route, "path", None) or UNMATCHED_HANDLER
+
+
+@functools.lru_cache(maxsize=4096)
+def _series(method: str, status: int, handler: str) -> tuple[Counter, Summary, Summary, Histogram]:
+    """The labelled series one answer counts in, looked up once per label set: `labels()`
+    checks and locks on every call, a third of the cost of counting a request."""
+    return (
+        _REQUESTS.labels(method, str(status), handler),
+        _REQUEST_SIZE.labels(handler),
+        _RESPONSE_SIZE.labels(handler),
+        _LATENCY_LOWR.labels(method, handler),
+    )
 
 
 def _templates_by_operation(openapi: dict[str, Any]) -> dict[str, str]:
