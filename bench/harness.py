@@ -39,6 +39,9 @@ from taskapi.webhooks.schemas import EventType
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "scenario.lua"
+SERVE = [str(Path(sys.executable).with_name("taskapi")), "serve"]
+"""The app started as the Dockerfile starts it: by the `taskapi` script, which each uvicorn
+worker runs again (multiprocessing's spawn), unlike `python -m taskapi`."""
 PASSWORD = "Bench!Passw0rd"  # noqa: S105 (the seeded benchmark users' password)
 SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -511,7 +514,7 @@ def main() -> None:
         app_port, floor_port = free_port(), free_port()
         app = start_server(
             "app",
-            [sys.executable, "-m", "taskapi", "serve"],
+            SERVE,
             {
                 **common,
                 "APP_ENV": "production",

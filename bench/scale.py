@@ -36,6 +36,7 @@ from sqlalchemy import make_url
 
 from bench.harness import (
     REDIS_URL,
+    SERVE,
     SERVER_URL,
     Profile,
     Server,
@@ -157,7 +158,7 @@ def start_instances(env: dict[str, str], workdir: Path, label: str) -> list[Serv
             servers.append(
                 start_server(
                     f"{label}-{index}",
-                    [sys.executable, "-m", "taskapi", "serve"],
+                    SERVE,
                     {**env, "WORKERS": str(WORKERS_PER_INSTANCE)},
                     workdir,
                     free_port(),

@@ -41,6 +41,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.harness import (
+    SERVE,
     create_database,
     drop_database,
     free_port,
@@ -307,7 +308,7 @@ async def soak(args: argparse.Namespace) -> int:
             server = await asyncio.to_thread(
                 start_server,
                 "taskapi",
-                [sys.executable, "-m", "taskapi", "serve"],
+                SERVE,
                 {
                     "APP_ENV": "production",
                     "EMAIL_BACKEND": "console",

@@ -1,4 +1,9 @@
-"""`taskapi serve | migrate | worker`: the one entry point operators use."""
+"""`taskapi serve | migrate | worker`: the one entry point operators use.
+
+Alembic is imported only by the commands that run migrations: each of uvicorn's worker
+processes runs the `taskapi` script again to start (multiprocessing's spawn), and so
+imports this module, where alembic and mako would cost every worker 8 MB it never uses.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ import uvicorn
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
-from taskapi.core import migrations
 from taskapi.core.config import Settings, describe_settings_error, get_settings
 from taskapi.core.logging import configure_logging
 from taskapi.worker import run_worker
@@ -62,6 +66,8 @@ def serve(settings: Settings) -> None:
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop the
     # operator asked for is a clean exit (0), before start-up as after it.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    from taskapi.core import migrations
+
     migrations.upgrade(settings)
     with prometheus_multiprocess_dir(settings):
         _run_uvicorn(settings)
@@ -86,6 +92,8 @@ def _run_uvicorn(settings: Settings) -> None:
 
 def work(settings: Settings) -> None:
     """Run background jobs until SIGTERM or SIGINT (docs/worker.md)."""
+    from taskapi.core import migrations
+
     migrations.upgrade(settings)
     if settings.enable_metrics and settings.worker_metrics_port is not None:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
@@ -93,6 +101,8 @@ def work(settings: Settings) -> None:
 
 
 def migrate(settings: Settings, action: str, revision: str | None) -> None:
+    from taskapi.core import migrations
+
     if action == "upgrade":
         migrations.upgrade(settings, revision or "head")
     elif action == "downgrade":

@@ -59,3 +59,19 @@ def test_a_served_app_freezes_what_its_start_up_made_and_caches_loggers_a_plain_
     assert (plain_frozen, plain_cached) == (0, 0)
     assert served_frozen > 10_000
     assert served_cached == 1
+
+
+def test_the_command_line_module_leaves_alembic_to_the_commands_that_migrate() -> None:
+    """Every worker of `taskapi serve` started by the `taskapi` script imports taskapi.cli
+    again (multiprocessing's spawn runs the script): alembic and mako there would be 8 MB
+    of every worker's memory, used only by the supervisor's migration."""
+    code = (
+        "import sys\n"
+        "import taskapi.cli\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'alembic', 'mako'}))\n"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
