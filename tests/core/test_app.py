@@ -4,6 +4,21 @@ import sys
 from pathlib import Path
 
 
+def _printed_by_fresh_python(code: str, env: dict[str, str] | None = None) -> str:
+    """What `code` prints in a new interpreter, as a server process starts from nothing;
+    the test fails with the process's stderr if it does not exit cleanly."""
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_a_fresh_process_configures_every_mapper() -> None:
     """`taskapi serve` imports only the app: every model a relationship names must be
     reachable from it, or the first query of a real server fails."""
@@ -13,11 +28,7 @@ def test_a_fresh_process_configures_every_mapper() -> None:
         "configure_mappers()\n"
         "print('configured')\n"
     )
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "configured"
+    assert _printed_by_fresh_python(code) == "configured"
 
 
 def test_a_served_app_freezes_what_its_start_up_made_and_caches_loggers_a_plain_app_not(
@@ -39,22 +50,16 @@ def test_a_served_app_freezes_what_its_start_up_made_and_caches_loggers_a_plain_
         "served = asyncio.run(started(create_served_app())), cached()\n"
         "print(*plain, *served)\n"
     )
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={
-            **os.environ,
+    printed = _printed_by_fresh_python(
+        code,
+        {
             "APP_ENV": "test",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
             "WORKER_ENABLED": "false",
         },
     )
-    assert result.returncode == 0, result.stderr
     plain_frozen, plain_cached, served_frozen, served_cached = (
-        int(value) for value in result.stdout.split()
+        int(value) for value in printed.split()
     )
     assert (plain_frozen, plain_cached) == (0, 0)
     assert served_frozen > 10_000
@@ -70,8 +75,4 @@ def test_the_command_line_module_leaves_alembic_to_the_commands_that_migrate() -
         "import taskapi.cli\n"
         "print(sorted({name.split('.')[0] for name in sys.modules} & {'alembic', 'mako'}))\n"
     )
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _printed_by_fresh_python(code) == "[]"
