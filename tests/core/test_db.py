@@ -8,14 +8,16 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import event, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
 from taskapi.auth.models import User
 from taskapi.core.config import Settings, SettingsDep
 from taskapi.core.db import (
+    AppSession,
     DatabaseUnreachable,
     SessionDep,
     check_database,
@@ -68,6 +70,11 @@ async def bad_statement(session: SessionDep) -> None:
     await session.execute(text("SELECT * FROM no_such_table"))
 
 
+@probe.get("/read")
+async def read_only(session: SessionDep) -> int:
+    return len((await session.scalars(select(User.id))).all())
+
+
 @probe.get("/refused-connection")
 async def refused_connection(settings: SettingsDep) -> None:
     """A database the driver cannot reach: nothing listens on the port."""
@@ -118,6 +125,26 @@ async def test_domain_error_with_keep_changes_commits(
 ) -> None:
     assert (await probe_client.post("/api/v1/probe-db/refused-but-kept")).status_code == 409
     assert await _stored_emails(session) == {"kept@example.com"}
+
+
+async def test_a_read_is_not_committed_and_a_write_is(probe_client: httpx.AsyncClient) -> None:
+    """A GET's session read and wrote nothing: closing it ends what it began, and the
+    commit SQLAlchemy would run first (events, a greenlet hop) is skipped."""
+    commits: list[Session] = []
+
+    def count_commit(session: Session) -> None:
+        commits.append(session)
+
+    event.listen(AppSession, "after_commit", count_commit)
+    try:
+        read = await probe_client.get("/api/v1/probe-db/read")
+        assert (read.status_code, read.json(), len(commits)) == (200, 0, 0)
+        assert (await probe_client.post("/api/v1/probe-db/ok")).status_code == 201
+        assert len(commits) == 1
+        read = await probe_client.get("/api/v1/probe-db/read")
+        assert (read.status_code, read.json(), len(commits)) == (200, 1, 1)
+    finally:
+        event.remove(AppSession, "after_commit", count_commit)
 
 
 async def test_a_wrong_statement_is_a_500_not_a_503(probe_client: httpx.AsyncClient) -> None:

@@ -302,14 +302,13 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
     Used with `scope="function"` so the commit happens before the response is sent: a
     client never sees a success for a write that has not been committed. A domain error
     raised with `keep_changes` is still committed, then re-raised. A request that never
-    touched the database (say, its user came from the cache) has nothing to commit.
+    touched the database (say, its user came from the cache) has nothing to commit, and
+    neither has a GET or HEAD: its read-only session wrote nothing, and closing it ends
+    whatever it began, without the commit's events and greenlet hop.
     """
     database = lifespan_state(request.scope, DatabaseState)
-    sessionmaker = (
-        database["read_sessionmaker"]
-        if request.method in SAFE_METHODS
-        else database["sessionmaker"]
-    )
+    read_only = request.method in SAFE_METHODS
+    sessionmaker = database["read_sessionmaker"] if read_only else database["sessionmaker"]
     async with sessionmaker() as session:
         try:
             yield session
@@ -323,7 +322,7 @@ async def session_per_request(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            if session.in_transaction():
+            if session.in_transaction() and not read_only:
                 await session.commit()
 
 
