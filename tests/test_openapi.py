@@ -8,18 +8,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Security
+from fastapi.security import HTTPBearer, OAuth2PasswordBearer
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from taskapi.app import OPENAPI_SNAPSHOT, REGENERATE_OPENAPI
-from taskapi.core.openapi import install_openapi, operation_id
+from taskapi.core.openapi import Authentication, install_openapi, operation_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT_URI = "urn:taskapi:openapi"
@@ -106,6 +107,54 @@ def test_two_routes_with_one_function_name_stop_the_document() -> None:
     install_openapi(app)
     with pytest.raises(RuntimeError, match=r"unique.*\['twice'\]"):
         app.openapi()
+
+
+async def _authenticate() -> None:
+    """Stands for the app's caller dependency."""
+
+
+async def _scoped(_caller: Annotated[None, Depends(_authenticate)]) -> None:
+    """A scoped user on top of the caller."""
+
+
+async def read_things(_user: Annotated[None, Security(_scoped, scopes=["things:read"])]) -> None:
+    """Needs a scope."""
+
+
+async def whoami(_caller: Annotated[None, Depends(_authenticate)]) -> None:
+    """Needs a caller, no scope."""
+
+
+async def ping() -> None:
+    """Public."""
+
+
+def test_routes_that_authenticate_require_every_scheme_with_their_scopes() -> None:
+    """The authenticating dependencies read the header themselves; the document still says
+    what each route requires, at any depth of its dependencies, and nothing for the rest."""
+    app = FastAPI(generate_unique_id_function=operation_id)
+    app.add_api_route("/things", read_things)
+    app.add_api_route("/me", whoami)
+    app.add_api_route("/ping", ping)
+    oauth2 = OAuth2PasswordBearer(tokenUrl="/token", scopes={"things:read": "Read things"})
+    bearer_scheme = HTTPBearer(scheme_name="Bearer")
+    install_openapi(
+        app,
+        authentication=Authentication(
+            dependencies=frozenset({_authenticate}), schemes=(oauth2, bearer_scheme)
+        ),
+    )
+    paths = app.openapi()["paths"]
+    assert paths["/things"]["get"]["security"] == [
+        {"OAuth2PasswordBearer": ["things:read"]},
+        {"Bearer": []},
+    ]
+    assert "`things:read`" in paths["/things"]["get"]["description"]
+    assert paths["/me"]["get"]["security"] == [{"OAuth2PasswordBearer": []}, {"Bearer": []}]
+    assert paths["/ping"]["get"]["security"] == []
+    schemes = app.openapi()["components"]["securitySchemes"]
+    assert schemes["Bearer"] == {"type": "http", "scheme": "bearer"}
+    assert schemes["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/token"
 
 
 def test_login_has_one_named_schema_per_media_type(document: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from taskapi.auth import router as auth_router
 from taskapi.auth import sessions_router, tokens_router, users_router
 from taskapi.auth.cache import USER_CACHE_COMPONENT, USER_CACHE_TTL, UserCache
 from taskapi.auth.cookies import TOKEN_TRANSPORT_HEADER
-from taskapi.auth.dependencies import AuthState
+from taskapi.auth.dependencies import AUTHENTICATION, AuthState
 from taskapi.categories.router import router as categories_router
 from taskapi.core.body_limit import BodyLimitMiddleware
 from taskapi.core.cache import CacheStore, RedisCacheStore, create_cache_store
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None, *, served: bool = False) -> Fas
             {"name": "health", "description": "Liveness and readiness"},
         ],
     )
-    install_openapi(app)
+    install_openapi(app, authentication=AUTHENTICATION)
     install_error_handlers(app)
     install_database_error_handlers(app)
     app.include_router(health.router)

@@ -393,6 +393,36 @@ async def test_last_use_is_written_at_most_once_a_minute(
     assert row.last_used_at > a_minute_ago + timedelta(seconds=60)
 
 
+async def test_a_token_is_looked_up_once_per_request(
+    app: FastAPI, client: httpx.AsyncClient, alice: SignedIn
+) -> None:
+    """An Idempotency-Key route takes both the caller and the route's scoped user: one
+    authentication serves both."""
+    token = await make_token(client, alice.headers, ["tasks:write"])
+    look_ups: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if (
+            statement.lstrip().upper().startswith("SELECT")
+            and "personal_access_tokens" in statement
+        ):
+            look_ups.append(statement)
+
+    engine = state_of(app)["engine"].sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        created = await client.post(
+            f"{API}/tasks",
+            json={"title": "Once"},
+            headers={**bearer(token["token"]), "Idempotency-Key": "once-1"},
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert created.status_code == 201, created.text
+    assert created.json()["title"] == "Once"
+    assert len(look_ups) == 1, look_ups
+
+
 async def test_logout_all_and_a_password_change_leave_tokens_alone(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:

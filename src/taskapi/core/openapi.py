@@ -10,14 +10,19 @@ and the headers every answer carries are on every operation they can happen to.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.security.base import SecurityBase
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from taskapi.core.errors import (
     PROBLEM_JSON,
@@ -123,7 +128,20 @@ def check_operation_ids(schema: dict[str, Any]) -> None:
         raise RuntimeError(f"route function names must be unique (operationIds): {clashes}")
 
 
-def install_openapi(app: FastAPI) -> None:
+@dataclass(frozen=True)
+class Authentication:
+    """How routes authenticate, for the document: the dependencies that do it (reading the
+    Authorization header themselves, not through FastAPI's scheme dependencies, which
+    FastAPI would solve on every request) and the schemes any of them accepts. A route that
+    depends on one of them, at any depth, requires each scheme, with the scopes its
+    `Security(...)` declarations give on the way down, as FastAPI documents a scheme
+    dependency."""
+
+    dependencies: frozenset[Callable[..., Any]]
+    schemes: tuple[SecurityBase, ...]
+
+
+def install_openapi(app: FastAPI, *, authentication: Authentication | None = None) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
@@ -137,6 +155,8 @@ def install_openapi(app: FastAPI) -> None:
                 license_info=app.license_info,
             )
             check_operation_ids(schema)
+            if authentication is not None:
+                _document_authentication(schema, app.routes, authentication)
             _add_component_models(schema)
             _document_validation_as_400(schema)
             _document_answers_from_below_the_routes(schema)
@@ -154,6 +174,44 @@ def _operations(schema: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     for path, path_item in schema.get("paths", {}).items():
         for operation in path_item.values():
             yield path, operation
+
+
+def _document_authentication(
+    schema: dict[str, Any], routes: Sequence[BaseRoute], authentication: Authentication
+) -> None:
+    schemes = {
+        scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+        for scheme in authentication.schemes
+    }
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        scopes = _scopes_where_authenticated(route.dependant, authentication.dependencies)
+        if scopes is None:
+            continue
+        for method in route.methods or ():
+            operation = schema["paths"][context.path_format][method.lower()]
+            operation["security"] = [{name: list(scopes)} for name in schemes]
+        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
+
+
+def _scopes_where_authenticated(
+    dependant: Dependant, authenticating: frozenset[Callable[..., Any]]
+) -> list[str] | None:
+    """The scopes declared down to each authenticating dependency of the tree, merged in
+    order; None when nothing in it authenticates."""
+    scopes: list[str] | None = None
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        if current.call in authenticating:
+            scopes = scopes if scopes is not None else []
+            for scope in [*(current.parent_oauth_scopes or []), *(current.own_oauth_scopes or [])]:
+                if scope not in scopes:
+                    scopes.append(scope)
+        pending.extend(reversed(current.dependencies))
+    return scopes
 
 
 def _add_component_models(schema: dict[str, Any]) -> None:

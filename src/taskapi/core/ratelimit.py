@@ -44,7 +44,7 @@ from taskapi.core.config import Settings
 from taskapi.core.errors import RateLimited, request_id_in, send_problem
 from taskapi.core.metrics import BoundedCounter
 from taskapi.core.redis import REDIS_FAILURES, RedisOutage
-from taskapi.core.security import InvalidToken, decode_access_token, hash_token
+from taskapi.core.security import InvalidToken, bearer_token, decode_access_token, hash_token
 from taskapi.core.state import lifespan_state
 
 WINDOW_SECONDS = 60.0
@@ -284,7 +284,7 @@ class RateLimitMiddleware:
         client IP.
         An invalid or expired token is anonymous: it must not buy the larger user limit; nor
         may any token on a public operation (each registration would be a fresh bucket)."""
-        token = None if (scope["method"], scope["path"]) in public else _bearer_token(scope)
+        token = None if (scope["method"], scope["path"]) in public else bearer_token(scope)
         if token is not None:
             try:
                 claims = decode_access_token(settings=self.settings, token=token)
@@ -322,16 +322,6 @@ async def limit_attempts_on_account(scope: Scope, settings: Settings, *, account
         f"Too many sign-in attempts on this account; retry in {retry_after} s.",
         headers={"Retry-After": str(retry_after)},
     )
-
-
-def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            header: str = value.decode("latin-1")
-            scheme, _, token = header.partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
 
 
 def _rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:

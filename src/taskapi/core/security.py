@@ -16,6 +16,7 @@ from functools import lru_cache
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from starlette.types import Scope
 
 from taskapi.core.config import Settings
 
@@ -28,6 +29,19 @@ REQUIRED_CLAIMS = ["sub", "email", "iat", "exp", "jti", "sid", "type", "iss", "a
 
 class InvalidToken(Exception):
     """Any reason a bearer token is not acceptable; callers answer 401 without details."""
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of the request's first `Authorization: Bearer <token>` header, read as
+    OAuth2's bearer scheme reads it (scheme in any case, blanks around the token ignored),
+    or None."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
 
 
 def argon2id() -> PasswordHash:
