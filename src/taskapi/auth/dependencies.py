@@ -165,19 +165,32 @@ class SignedInCaller:
     family_id: uuid.UUID
 
 
-async def get_signed_in(caller: CallerDep) -> SignedInCaller:
+async def _signed_in(
+    request: Request, session: AsyncSession, background_tasks: BackgroundTasks
+) -> SignedInCaller:
     """Account routes (sessions, tokens, profile, password, deletion, sign-out): a password
     sign-in only, verified email or not."""
+    caller = await _caller(request, session, background_tasks)
     if caller.family_id is None:
         raise InsufficientScope(None)
     return SignedInCaller(user=caller.user, family_id=caller.family_id)
 
 
+async def get_signed_in(
+    request: Request, session: SessionDep, background_tasks: BackgroundTasks
+) -> SignedInCaller:
+    return await _signed_in(request, session, background_tasks)
+
+
 SignedIn = Annotated[SignedInCaller, Depends(get_signed_in)]
 
 
-async def get_current_user(signed_in: SignedIn) -> User:
-    return signed_in.user
+async def get_current_user(
+    request: Request, session: SessionDep, background_tasks: BackgroundTasks
+) -> User:
+    """The signed-in user, authenticated here rather than through `SignedIn`: each level of
+    dependencies is one more for FastAPI to solve on every request."""
+    return (await _signed_in(request, session, background_tasks)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -213,6 +226,6 @@ CategoriesWrite = Annotated[User, Security(get_scoped_user, scopes=[Scope.CATEGO
 WebhooksManage = Annotated[User, Security(get_scoped_user, scopes=[Scope.WEBHOOKS_MANAGE])]
 
 AUTHENTICATION = Authentication(
-    dependencies=frozenset({get_caller, get_scoped_user}),
+    dependencies=frozenset({get_caller, get_signed_in, get_current_user, get_scoped_user}),
     schemes=(oauth2_scheme, bearer_scheme),
 )
