@@ -11,11 +11,12 @@ A bearer token is either an access token (a JWT: signature, expiry, issuer and a
 verified here, then `service.authenticate` finds its user through the user cache) or a
 personal access token (`tapi_…`, looked up by `personal_tokens.authenticate`).
 
-The caller dependencies read the Authorization header themselves instead of declaring
-FastAPI's security schemes as sub-dependencies: FastAPI solves every dependency of every
-request, and those two were a third of the tree of each authenticated route. The schemes
-still describe the routes in the OpenAPI document: `AUTHENTICATION` tells core/openapi.py
-which dependencies authenticate and what they accept.
+FastAPI solves every dependency of every request, so each of these is one level that
+authenticates (`_caller`, once per request, whichever asks first) and reads the
+Authorization header itself, with no FastAPI security schemes or shared caller dependency
+beneath it: those were four of the seven dependencies of a task route. The schemes still
+describe the routes in the OpenAPI document: `AUTHENTICATION` tells core/openapi.py which
+dependencies authenticate and what they accept.
 """
 
 from __future__ import annotations
@@ -150,13 +151,13 @@ async def _caller(
     return caller
 
 
-async def get_caller(
-    request: Request, session: SessionDep, background_tasks: BackgroundTasks
-) -> Caller:
-    return await _caller(request, session, background_tasks)
-
-
-CallerDep = Annotated[Caller, Depends(get_caller)]
+def authenticated_caller(request: Request) -> Caller:
+    """The caller a dependency solved before this one authenticated (say, the route's
+    scoped user), without another level of dependencies for FastAPI to solve."""
+    caller: Caller | None = request.scope.get(_CALLER)
+    if caller is None:
+        raise RuntimeError("no dependency has authenticated this request yet")
+    return caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +204,7 @@ async def get_scoped_user(
     background_tasks: BackgroundTasks,
 ) -> User:
     """Task, category and webhook routes: a personal access token needs the route's scope,
-    and an unverified account may sign in but not work yet. Authenticates itself rather
-    than through `CallerDep`: one dependency fewer for FastAPI to solve per request."""
+    and an unverified account may sign in but not work yet."""
     caller = await _caller(request, session, background_tasks)
     if caller.grant is not None:
         for scope in security_scopes.scopes:
@@ -226,6 +226,6 @@ CategoriesWrite = Annotated[User, Security(get_scoped_user, scopes=[Scope.CATEGO
 WebhooksManage = Annotated[User, Security(get_scoped_user, scopes=[Scope.WEBHOOKS_MANAGE])]
 
 AUTHENTICATION = Authentication(
-    dependencies=frozenset({get_caller, get_signed_in, get_current_user, get_scoped_user}),
+    dependencies=frozenset({get_signed_in, get_current_user, get_scoped_user}),
     schemes=(oauth2_scheme, bearer_scheme),
 )

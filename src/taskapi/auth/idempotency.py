@@ -47,7 +47,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 from starlette.exceptions import HTTPException
 
-from taskapi.auth.dependencies import CallerDep, get_scoped_user
+from taskapi.auth.dependencies import authenticated_caller, get_scoped_user
 from taskapi.auth.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord, Scope, User
 from taskapi.core.db import SessionDep
 from taskapi.core.errors import AppError, Conflict
@@ -152,7 +152,6 @@ class _Attempt:
 async def _use_key(
     request: Request,
     session: SessionDep,
-    caller: CallerDep,
     _allowed: Annotated[User, Security(get_scoped_user)],
     key: Annotated[
         str | None,
@@ -171,6 +170,7 @@ async def _use_key(
     so a refused request never touches a key."""
     if key is None:
         return
+    caller = authenticated_caller(request)
     if not isinstance(request.scope.get("route"), IdempotentRoute):
         raise RuntimeError("a route that takes an Idempotency-Key must be an IdempotentRoute")
     caller_id = caller.grant.token_id if caller.grant is not None else caller.user.id
