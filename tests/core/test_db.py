@@ -1,7 +1,7 @@
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -145,6 +145,28 @@ async def test_a_read_is_not_committed_and_a_write_is(probe_client: httpx.AsyncC
         assert (read.status_code, read.json(), len(commits)) == (200, 1, 1)
     finally:
         event.remove(AppSession, "after_commit", count_commit)
+
+
+async def test_timestamps_come_back_as_the_same_instant_in_utc(session: AsyncSession) -> None:
+    """Whatever offset a timestamp was written with, every backend answers it aware and in
+    UTC, through Core and through the ORM (SQLite keeps no offset; asyncpg decodes UTC)."""
+    written = datetime(2031, 5, 6, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    session.add(
+        User(email="utc@example.com", password_hash="x", full_name="UTC", created_at=written)
+    )
+    await session.commit()
+    core = await session.scalar(select(User.created_at).where(User.email == "utc@example.com"))
+    orm = await session.scalar(
+        select(User)
+        .where(User.email == "utc@example.com")
+        .execution_options(populate_existing=True)
+    )
+    assert orm is not None
+    for value in (core, orm.created_at):
+        assert value == written
+        assert value is not None
+        assert value.tzinfo is UTC
+        assert value.hour == 7
 
 
 async def test_a_wrong_statement_is_a_500_not_a_503(probe_client: httpx.AsyncClient) -> None:
