@@ -96,8 +96,10 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [plan, *(node for child in plan.get("Plans", []) for node in _nodes(child))]
 
 
-async def _plan(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
-    sql = statement.compile(
+async def _plan(
+    session: AsyncSession, statement: Select[Any], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    sql = statement.params(params).compile(
         dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}
     )
     document = await session.scalar(text(f"EXPLAIN (FORMAT JSON) {sql}"))
@@ -199,15 +201,15 @@ async def test_each_list_shape_reads_through_its_index_and_never_scans_all_tasks
             dialect=dialect,
         )
         assert by_page.count is not None
-        count_nodes = await _plan(session, by_page.count)
+        count_nodes = await _plan(session, by_page.count, by_page.params)
         if shape.count is None:
             relations = {node.get("Relation Name") for node in count_nodes} - {None}
             # The unfiltered total is the trigger-kept counter: one small row, no tasks.
             assert relations == {"task_counters"}, f"{name} count reads {relations}"
         else:
             _check(name, "count", count_nodes, shape.count, user_id_indexes)
-        for part, statement in (("page", by_page.page), ("cursor page", by_cursor.page)):
-            nodes = await _plan(session, statement)
+        for part, statements in (("page", by_page), ("cursor page", by_cursor)):
+            nodes = await _plan(session, statements.page, statements.params)
             _check(name, part, nodes, shape.page, user_id_indexes)
             if shape.in_order:
                 sorts = [node for node in nodes if node["Node Type"] == "Sort"]

@@ -19,6 +19,7 @@ from pydantic import ConfigDict
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Integer,
     Select,
     SQLColumnExpression,
     Update,
@@ -41,6 +42,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import Label
+from sqlalchemy.types import TypeEngine
 
 from taskapi.auth.models import User
 from taskapi.categories import service as categories_service
@@ -296,6 +299,8 @@ class ListStatements:
     count: Select[int] | None
     """None for a page by cursor: counting every match is what cursors avoid."""
     page: Select[Any]
+    params: dict[str, Any]
+    """The values of both statements' bound parameters."""
 
 
 TASK_COLUMNS = tuple(Task.__table__.c)
@@ -316,25 +321,69 @@ def list_statements(
     is a next page, without a second query. The unfiltered total is the trigger-kept
     counter (migration 0002): one row read, however many tasks the user has. The trash
     (`deleted=true`) lists deleted tasks instead, newest deletion first, and counts them.
+
+    The statements are built once per shape of list (`_ListShape`), with bound parameters
+    for every value: composing them anew cost a page of tasks more than 500 Python calls.
     """
-    filters = _filters(query)
-    criteria = [_in_trash(user_id) if query.deleted else _owned(user_id), *filters]
-    order = _order(query, dialect)
-    ordered_key = order.key.asc() if order.ascending else order.key.desc()
-    if order.due_dates:
+    order = _order(query)
+    after = None if paging.cursor is None else _decode_position(paging.cursor, order, dialect)
+    values = _filter_values(query)
+    keyset = None
+    if after is not None:
+        keyset = _Keyset.NULL_DUE_DATE if order.due_dates and after.key is None else _Keyset.KEY
+    count, page = _statements_of(
+        _ListShape(order, frozenset(values), query.deleted, keyset, dialect.name)
+    )
+    params = {"user_id": user_id, "limit": paging.limit + 1, **values}
+    if after is None:
+        params["offset"] = paging.offset
+    else:
+        params["after_id"] = after.task_id
+        if keyset is _Keyset.KEY:
+            params["after_key"] = after.key
+    return ListStatements(count=count, page=page, params=params)
+
+
+class _Keyset(enum.Enum):
+    """How a page by cursor continues: after a sort key and id, or (due dates, which sort
+    NULLs last) among the tasks with no due date, after an id."""
+
+    KEY = "key"
+    NULL_DUE_DATE = "null_due_date"
+
+
+@dataclass(frozen=True)
+class _ListShape:
+    """What decides a list's statements, as opposed to the values bound into them."""
+
+    order: _Order
+    filters: frozenset[str]
+    deleted: bool
+    keyset: _Keyset | None
+    dialect: str
+
+
+@functools.lru_cache(maxsize=512)
+def _statements_of(shape: _ListShape) -> tuple[Select[int] | None, Select[Any]]:
+    user_id = bindparam("user_id", type_=Task.user_id.type)
+    filters = _filters(shape.filters)
+    criteria = [_in_trash(user_id) if shape.deleted else _owned(user_id), *filters]
+    key = _order_key(shape.order, shape.dialect)
+    sort_key: Label[Any] = key.label("sort_key")
+    ordered_key = key.asc() if shape.order.ascending else key.desc()
+    if shape.order.due_dates:
         ordered_key = ordered_key.nulls_last()
     page: Select[Any] = (
-        select(*TASK_COLUMNS, order.key.label("sort_key"))
+        select(*TASK_COLUMNS, sort_key)
         .where(*criteria)
-        .order_by(ordered_key, Task.id.asc() if order.ascending else Task.id.desc())
-        .limit(paging.limit + 1)
+        .order_by(ordered_key, Task.id.asc() if shape.order.ascending else Task.id.desc())
+        .limit(bindparam("limit", type_=Integer()))
     )
-    if paging.cursor is not None:
-        after = _decode_position(paging.cursor, order, dialect)
-        return ListStatements(count=None, page=page.where(_after(order, after)))
+    if shape.keyset is not None:
+        return None, page.where(_after(shape.order, key, sort_key.type, shape.keyset))
     count: Select[int] = (
         select(func.count()).select_from(Task).where(*criteria)
-        if filters or query.deleted
+        if filters or shape.deleted
         else select(
             func.coalesce(
                 select(TaskCounter.live_tasks)
@@ -344,7 +393,7 @@ def list_statements(
             )
         )
     )
-    return ListStatements(count=count, page=page.offset(paging.offset))
+    return count, page.offset(bindparam("offset", type_=Integer()))
 
 
 async def list_tasks(
@@ -362,18 +411,20 @@ async def list_tasks(
     statements = list_statements(
         user_id=user.id, query=query, paging=paging, dialect=connection.dialect
     )
-    total = None if statements.count is None else (await connection.scalar(statements.count) or 0)
+    total = (
+        None
+        if statements.count is None
+        else (await connection.scalar(statements.count, statements.params) or 0)
+    )
     rows = (
         []
         if total is not None and paging.offset >= total
-        else (await connection.execute(statements.page)).all()
+        else (await connection.execute(statements.page, statements.params)).all()
     )
     next_cursor = None
     if len(rows) > paging.limit:
         rows = rows[: paging.limit]
-        next_cursor = _encode_position(
-            _order(query, connection.dialect), rows[-1].sort_key, rows[-1].id
-        )
+        next_cursor = _encode_position(_order(query), rows[-1].sort_key, rows[-1].id)
     items = [dict(row._mapping) for row in rows]
     await _attach_categories(connection, items)
     return Page(
@@ -411,11 +462,10 @@ TRASH_ORDER = "deleted_at"
 
 @dataclass(frozen=True)
 class _Order:
-    """How a list is ordered: the sort a cursor names, its direction, the key expression."""
+    """How a list is ordered: the sort a cursor names and its direction."""
 
     name: str
     ascending: bool
-    key: SQLColumnExpression[Any]
 
     @property
     def direction(self) -> str:
@@ -427,14 +477,16 @@ class _Order:
         return self.name == TaskSortField.DUE_DATE.value
 
 
-def _order(query: TaskListQuery, dialect: Dialect) -> _Order:
+def _order(query: TaskListQuery) -> _Order:
     if query.deleted:
-        return _Order(TRASH_ORDER, ascending=False, key=Task.deleted_at)
-    return _Order(
-        query.sort_by.value,
-        ascending=query.sort_order is SortOrder.ASC,
-        key=_sort_key(query.sort_by, dialect),
-    )
+        return _Order(TRASH_ORDER, ascending=False)
+    return _Order(query.sort_by.value, ascending=query.sort_order is SortOrder.ASC)
+
+
+def _order_key(order: _Order, dialect: str) -> SQLColumnExpression[Any]:
+    if order.name == TRASH_ORDER:
+        return Task.deleted_at
+    return _sort_key(TaskSortField(order.name), dialect)
 
 
 def _encode_position(order: _Order, key: Any, task_id: uuid.UUID) -> str:
@@ -483,38 +535,56 @@ def _key_from_json(field: str, raw: Any, dialect: Dialect) -> Any:
             raise ValueError(f"unknown sort {field!r}")
 
 
-def _after(order: _Order, after: _Position) -> ColumnElement[bool]:
-    """Rows strictly after `after` in the list's order: a row-value comparison, which
-    PostgreSQL answers with one index seek. Due dates sort NULLs last both ways."""
+def _after(
+    order: _Order, key: SQLColumnExpression[Any], key_type: TypeEngine[Any], keyset: _Keyset
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor's (`after_key`, `after_id`) in the list's order: a
+    row-value comparison, which PostgreSQL answers with one index seek. Due dates sort
+    NULLs last both ways."""
     beyond = operator.gt if order.ascending else operator.lt
-    if order.due_dates and after.key is None:
-        return and_(Task.due_date.is_(None), beyond(Task.id, after.task_id))
-    # A plain tuple on the right is bound with the left side's column types (UTC handling).
-    later: ColumnElement[bool] = beyond(tuple_(order.key, Task.id), (after.key, after.task_id))
+    after_id = bindparam("after_id", type_=Task.id.type)
+    if keyset is _Keyset.NULL_DUE_DATE:
+        return and_(Task.due_date.is_(None), beyond(Task.id, after_id))
+    # Bound with the key's own type (UTC handling, enums).
+    after_key = bindparam("after_key", type_=key_type)
+    later: ColumnElement[bool] = beyond(tuple_(key, Task.id), tuple_(after_key, after_id))
     if order.due_dates:
         return or_(Task.due_date.is_(None), later)
     return later
 
 
-def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:
+def _filter_values(query: TaskListQuery) -> dict[str, Any]:
+    """The filters the query sets, by the name of the parameter each binds."""
+    values = {
+        "status": query.status,
+        "priority": query.priority,
+        "due_date_from": query.due_date_from,
+        "due_date_to": query.due_date_to,
+        "category_id": query.category_id,
+        "q": None if query.q is None else f"%{_escape_like(query.q)}%",
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _filters(names: frozenset[str]) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
-    if query.status is not None:
-        filters.append(Task.status == query.status)
-    if query.priority is not None:
-        filters.append(Task.priority == query.priority)
-    if query.due_date_from is not None:
-        filters.append(Task.due_date >= query.due_date_from)
-    if query.due_date_to is not None:
-        filters.append(Task.due_date <= query.due_date_to)
-    if query.category_id is not None:
+    if "status" in names:
+        filters.append(Task.status == bindparam("status"))
+    if "priority" in names:
+        filters.append(Task.priority == bindparam("priority"))
+    if "due_date_from" in names:
+        filters.append(Task.due_date >= bindparam("due_date_from"))
+    if "due_date_to" in names:
+        filters.append(Task.due_date <= bindparam("due_date_to"))
+    if "category_id" in names:
         filters.append(
             exists().where(
                 task_categories.c.task_id == Task.id,
-                task_categories.c.category_id == query.category_id,
+                task_categories.c.category_id == bindparam("category_id"),
             )
         )
-    if query.q is not None:
-        pattern = f"%{_escape_like(query.q)}%"
+    if "q" in names:
+        pattern = bindparam("q", type_=Task.title.type)
         filters.append(
             or_(
                 Task.title.ilike(pattern, escape=LIKE_ESCAPE),
@@ -531,7 +601,7 @@ def _escape_like(text: str) -> str:
     return text
 
 
-def _sort_key(field: TaskSortField, dialect: Dialect) -> SQLColumnExpression[Any]:
+def _sort_key(field: TaskSortField, dialect: str) -> SQLColumnExpression[Any]:
     match field:
         case TaskSortField.PRIORITY:
             return _ordinal(Task.priority, TaskPriority, dialect)
@@ -548,11 +618,11 @@ def _sort_key(field: TaskSortField, dialect: Dialect) -> SQLColumnExpression[Any
 
 
 def _ordinal(
-    column: SQLColumnExpression[Any], members: type[enum.StrEnum], dialect: Dialect
+    column: SQLColumnExpression[Any], members: type[enum.StrEnum], dialect: str
 ) -> SQLColumnExpression[Any]:
     """Enum members in declaration order. A PostgreSQL enum already sorts that way (and can
     use its index); SQLite stores the text, which would sort alphabetically."""
-    if dialect.name == "postgresql":
+    if dialect == "postgresql":
         return column
     return case({member: position for position, member in enumerate(members)}, value=column)
 
