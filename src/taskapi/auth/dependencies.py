@@ -166,8 +166,8 @@ class SignedInCaller:
     family_id: uuid.UUID
 
 
-async def _signed_in(
-    request: Request, session: AsyncSession, background_tasks: BackgroundTasks
+async def get_signed_in(
+    request: Request, session: SessionDep, background_tasks: BackgroundTasks
 ) -> SignedInCaller:
     """Account routes (sessions, tokens, profile, password, deletion, sign-out): a password
     sign-in only, verified email or not."""
@@ -175,12 +175,6 @@ async def _signed_in(
     if caller.family_id is None:
         raise InsufficientScope(None)
     return SignedInCaller(user=caller.user, family_id=caller.family_id)
-
-
-async def get_signed_in(
-    request: Request, session: SessionDep, background_tasks: BackgroundTasks
-) -> SignedInCaller:
-    return await _signed_in(request, session, background_tasks)
 
 
 SignedIn = Annotated[SignedInCaller, Depends(get_signed_in)]
@@ -191,7 +185,7 @@ async def get_current_user(
 ) -> User:
     """The signed-in user, authenticated here rather than through `SignedIn`: each level of
     dependencies is one more for FastAPI to solve on every request."""
-    return (await _signed_in(request, session, background_tasks)).user
+    return (await get_signed_in(request, session, background_tasks)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -183,6 +183,7 @@ def _document_authentication(
         scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
         for scheme in authentication.schemes
     }
+    documented = False
     for context in iter_route_contexts(routes):
         route = context.original_route
         if not isinstance(route, APIRoute) or not route.include_in_schema:
@@ -193,6 +194,8 @@ def _document_authentication(
         for method in route.methods or ():
             operation = schema["paths"][context.path_format][method.lower()]
             operation["security"] = [{name: list(scopes)} for name in schemes]
+            documented = True
+    if documented:
         schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
 
 

@@ -566,32 +566,27 @@ def _filter_values(query: TaskListQuery) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+_SEARCH_PATTERN = bindparam("q", type_=Task.title.type)
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "status": Task.status == bindparam("status"),
+    "priority": Task.priority == bindparam("priority"),
+    "due_date_from": Task.due_date >= bindparam("due_date_from"),
+    "due_date_to": Task.due_date <= bindparam("due_date_to"),
+    "category_id": exists().where(
+        task_categories.c.task_id == Task.id,
+        task_categories.c.category_id == bindparam("category_id"),
+    ),
+    "q": or_(
+        Task.title.ilike(_SEARCH_PATTERN, escape=LIKE_ESCAPE),
+        Task.description.ilike(_SEARCH_PATTERN, escape=LIKE_ESCAPE),
+    ),
+}
+"""The criterion of each filter a list may set, under the name of the parameter it binds
+(the names `_filter_values` gives the values under)."""
+
+
 def _filters(names: frozenset[str]) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = []
-    if "status" in names:
-        filters.append(Task.status == bindparam("status"))
-    if "priority" in names:
-        filters.append(Task.priority == bindparam("priority"))
-    if "due_date_from" in names:
-        filters.append(Task.due_date >= bindparam("due_date_from"))
-    if "due_date_to" in names:
-        filters.append(Task.due_date <= bindparam("due_date_to"))
-    if "category_id" in names:
-        filters.append(
-            exists().where(
-                task_categories.c.task_id == Task.id,
-                task_categories.c.category_id == bindparam("category_id"),
-            )
-        )
-    if "q" in names:
-        pattern = bindparam("q", type_=Task.title.type)
-        filters.append(
-            or_(
-                Task.title.ilike(pattern, escape=LIKE_ESCAPE),
-                Task.description.ilike(pattern, escape=LIKE_ESCAPE),
-            )
-        )
-    return filters
+    return [criterion for name, criterion in _FILTERS.items() if name in names]
 
 
 def _escape_like(text: str) -> str:
